@@ -1,0 +1,868 @@
+//! Plugin configuration (JSON) → the compiled [`Config`]. Every error names the JSON path of
+//! the offending value and the reason, e.g.
+//! `policies[0].spec.config.providers.dev-example.remote.url: not an absolute http(s) URL`.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use serde_json::{Map, Value};
+
+use crate::jwks;
+use crate::policy::*;
+
+/// A configuration refused: where, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.reason)
+    }
+}
+
+type Result<T> = std::result::Result<T, ConfigError>;
+
+fn err<T>(path: &str, reason: impl Into<String>) -> Result<T> {
+    Err(ConfigError {
+        path: path.to_owned(),
+        reason: reason.into(),
+    })
+}
+
+fn child(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// An object whose keys were checked against the known ones.
+struct Obj<'a> {
+    map: &'a Map<String, Value>,
+    path: String,
+}
+
+impl<'a> Obj<'a> {
+    fn new(value: &'a Value, path: &str, known: &[&str]) -> Result<Self> {
+        let Value::Object(map) = value else {
+            return err(path, "expected an object");
+        };
+        if let Some(unknown) = map.keys().find(|k| !known.contains(&k.as_str())) {
+            return err(
+                &child(path, unknown),
+                format!("unknown field (expected one of: {})", known.join(", ")),
+            );
+        }
+        Ok(Obj {
+            map,
+            path: path.to_owned(),
+        })
+    }
+
+    /// A present, non-null field and its path.
+    fn get(&self, key: &str) -> Option<(&'a Value, String)> {
+        match self.map.get(key) {
+            None | Some(Value::Null) => None,
+            Some(v) => Some((v, child(&self.path, key))),
+        }
+    }
+
+    fn string(&self, key: &str) -> Result<Option<String>> {
+        self.get(key).map(|(v, p)| as_string(v, &p)).transpose()
+    }
+
+    fn bool(&self, key: &str) -> Result<Option<bool>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some((Value::Bool(b), _)) => Ok(Some(*b)),
+            Some((_, p)) => err(&p, "expected true or false"),
+        }
+    }
+
+    fn string_list(&self, key: &str) -> Result<Option<Vec<String>>> {
+        let Some((v, p)) = self.get(key) else {
+            return Ok(None);
+        };
+        let Value::Array(items) = v else {
+            return err(&p, "expected a list of strings");
+        };
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| as_string(v, &format!("{p}[{i}]")))
+            .collect::<Result<_>>()
+            .map(Some)
+    }
+
+    fn list(&self, key: &str) -> Result<Option<Vec<(&'a Value, String)>>> {
+        let Some((v, p)) = self.get(key) else {
+            return Ok(None);
+        };
+        let Value::Array(items) = v else {
+            return err(&p, "expected a list");
+        };
+        Ok(Some(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (v, format!("{p}[{i}]")))
+                .collect(),
+        ))
+    }
+
+    fn string_map(&self, key: &str) -> Result<BTreeMap<String, String>> {
+        let Some((v, p)) = self.get(key) else {
+            return Ok(BTreeMap::new());
+        };
+        let Value::Object(m) = v else {
+            return err(&p, "expected a map of strings");
+        };
+        m.iter()
+            .map(|(k, v)| Ok((k.clone(), as_string(v, &child(&p, k))?)))
+            .collect()
+    }
+}
+
+fn as_string(v: &Value, path: &str) -> Result<String> {
+    match v {
+        Value::String(s) => Ok(s.clone()),
+        _ => err(path, "expected a string"),
+    }
+}
+
+fn as_u64(v: &Value, path: &str) -> Result<u64> {
+    match v {
+        Value::Number(n) => n
+            .as_u64()
+            .ok_or(())
+            .or_else(|()| err(path, "expected a non-negative integer")),
+        // Protobuf JSON allows 64-bit integers as strings.
+        Value::String(s) => s
+            .parse()
+            .or_else(|_| err(path, "expected a non-negative integer")),
+        _ => err(path, "expected a non-negative integer"),
+    }
+}
+
+fn as_i64(v: &Value, path: &str) -> Result<i64> {
+    match v {
+        Value::Number(n) => n
+            .as_i64()
+            .ok_or(())
+            .or_else(|()| err(path, "expected an integer")),
+        Value::String(s) => s.parse().or_else(|_| err(path, "expected an integer")),
+        _ => err(path, "expected an integer"),
+    }
+}
+
+/// Parses the plugin configuration bytes.
+pub fn parse(bytes: &[u8]) -> Result<Config> {
+    let root: Value = match serde_json::from_slice(bytes) {
+        Ok(v) => v,
+        Err(e) => return err("configuration", format!("not valid JSON: {e}")),
+    };
+    let Value::Object(map) = &root else {
+        return err(
+            "configuration",
+            "expected a JSON object (a JWTPolicy spec, a JWTPolicy resource, or {\"policies\": [...]})",
+        );
+    };
+    let (mut policies, settings) = if map.contains_key("policies") || map.contains_key("settings") {
+        let o = Obj::new(&root, "", &["policies", "settings"])?;
+        let settings = match o.get("settings") {
+            Some((v, p)) => parse_settings(v, &p)?,
+            None => Settings::default(),
+        };
+        let Some(items) = o.list("policies")? else {
+            return err(
+                "policies",
+                "required: a list of JWTPolicy resources or specs",
+            );
+        };
+        if items.is_empty() {
+            return err("policies", "must hold at least one policy");
+        }
+        let policies = items
+            .iter()
+            .enumerate()
+            .map(|(i, (v, p))| parse_policy(v, p, i))
+            .collect::<Result<Vec<_>>>()?;
+        (policies, settings)
+    } else {
+        (vec![parse_policy(&root, "", 0)?], Settings::default())
+    };
+    // Oldest first: by creation time when both have one, else list order (a stable sort).
+    policies.sort_by_key(|p| p.created.unwrap_or(i64::MAX));
+    Ok(Config { policies, settings })
+}
+
+fn parse_settings(v: &Value, path: &str) -> Result<Settings> {
+    let o = Obj::new(v, path, &["phase", "routeLabelsNamespace"])?;
+    let mut s = Settings::default();
+    if let Some((v, p)) = o.get("phase") {
+        s.phase = Some(match as_string(v, &p)?.as_str() {
+            "preAuthz" => Phase::PreAuthz,
+            "postAuthz" => Phase::PostAuthz,
+            _ => return err(&p, "expected \"preAuthz\" or \"postAuthz\""),
+        });
+    }
+    if let Some(ns) = o.string("routeLabelsNamespace")? {
+        if ns.is_empty() {
+            return err(&child(path, "routeLabelsNamespace"), "must not be empty");
+        }
+        s.route_labels_namespace = ns;
+    }
+    Ok(s)
+}
+
+/// A whole resource (`kind`/`spec`) or a bare spec.
+fn parse_policy(v: &Value, path: &str, index: usize) -> Result<Policy> {
+    let Value::Object(map) = v else {
+        return err(
+            if path.is_empty() {
+                "configuration"
+            } else {
+                path
+            },
+            "expected an object",
+        );
+    };
+    if map.contains_key("spec") || map.contains_key("kind") || map.contains_key("apiVersion") {
+        let o = Obj::new(
+            v,
+            path,
+            &["apiVersion", "kind", "metadata", "spec", "status"],
+        )?;
+        if let Some(kind) = o.string("kind")?
+            && kind != "JWTPolicy"
+        {
+            return err(
+                &child(path, "kind"),
+                format!("expected \"JWTPolicy\", got {kind:?}"),
+            );
+        }
+        let (mut name, mut created) = (format!("policies[{index}]"), None);
+        if let Some((m, mp)) = o.get("metadata") {
+            let Value::Object(meta) = m else {
+                return err(&mp, "expected an object");
+            };
+            let field = |k: &str| {
+                meta.get(k)
+                    .filter(|v| !v.is_null())
+                    .map(|v| as_string(v, &child(&mp, k)))
+                    .transpose()
+            };
+            let (n, ns) = (field("name")?, field("namespace")?);
+            if let Some(n) = n {
+                name = match ns {
+                    Some(ns) => format!("{ns}/{n}"),
+                    None => n,
+                };
+            }
+            if let Some(ts) = field("creationTimestamp")? {
+                created = Some(parse_rfc3339(&ts).ok_or(()).or_else(|()| {
+                    err(
+                        &child(&mp, "creationTimestamp"),
+                        "not an RFC 3339 timestamp",
+                    )
+                })?);
+            }
+        }
+        let Some((spec, sp)) = o.get("spec") else {
+            return err(&child(path, "spec"), "required");
+        };
+        parse_spec(spec, &sp, name, created)
+    } else {
+        let name = if path.is_empty() {
+            "policy".to_owned()
+        } else {
+            format!("policies[{index}]")
+        };
+        parse_spec(v, path, name, None)
+    }
+}
+
+fn parse_spec(v: &Value, path: &str, name: String, created: Option<i64>) -> Result<Policy> {
+    let o = Obj::new(v, path, &["applyToRoutes", "applyToDestinations", "config"])?;
+    let routes = o
+        .list("applyToRoutes")?
+        .map(|items| {
+            items
+                .iter()
+                .map(|(v, p)| parse_route_selector(v, p))
+                .collect::<Result<Vec<_>>>()
+        })
+        .transpose()?;
+    let destinations = o
+        .list("applyToDestinations")?
+        .map(|items| {
+            items
+                .iter()
+                .map(|(v, p)| parse_destination_selector(v, p))
+                .collect::<Result<Vec<_>>>()
+        })
+        .transpose()?;
+    let Some((config, cp)) = o.get("config") else {
+        return err(&child(path, "config"), "required");
+    };
+    let c = Obj::new(
+        config,
+        &cp,
+        &[
+            "providers",
+            "phase",
+            "validationPolicy",
+            "allowMissingOrFailed",
+            "claims",
+            "requiredScopes",
+            "clearRouteCache",
+        ],
+    )?;
+
+    let (phase, priority) = match c.get("phase") {
+        None => (Phase::PreAuthz, 0),
+        Some((v, p)) => parse_phase(v, &p)?,
+    };
+    let mut validation = if c.bool("allowMissingOrFailed")?.unwrap_or(false) {
+        ValidationPolicy::AllowMissingOrFailed
+    } else {
+        ValidationPolicy::RequireValid
+    };
+    if let Some((v, p)) = c.get("validationPolicy") {
+        validation = match as_string(v, &p)?.as_str() {
+            "REQUIRE_VALID" => ValidationPolicy::RequireValid,
+            "ALLOW_MISSING" => ValidationPolicy::AllowMissing,
+            "ALLOW_MISSING_OR_FAILED" => ValidationPolicy::AllowMissingOrFailed,
+            _ => {
+                return err(
+                    &p,
+                    "expected REQUIRE_VALID, ALLOW_MISSING or ALLOW_MISSING_OR_FAILED",
+                );
+            }
+        };
+    }
+    let clear_route_cache = match c.string("clearRouteCache")?.as_deref() {
+        None | Some("AUTO") => ClearRouteCache::Auto,
+        Some("TRUE") => ClearRouteCache::True,
+        Some("FALSE") => ClearRouteCache::False,
+        Some(_) => {
+            return err(
+                &child(&cp, "clearRouteCache"),
+                "expected AUTO, TRUE or FALSE",
+            );
+        }
+    };
+    let claims = c
+        .list("claims")?
+        .unwrap_or_default()
+        .iter()
+        .map(|(v, p)| parse_claim_rule(v, p))
+        .collect::<Result<Vec<_>>>()?;
+    let required_scopes = c.string_list("requiredScopes")?.unwrap_or_default();
+
+    let Some((pv, pp)) = c.get("providers") else {
+        return err(
+            &child(&cp, "providers"),
+            "required: a map of provider name to provider",
+        );
+    };
+    let Value::Object(pmap) = pv else {
+        return err(&pp, "expected a map of provider name to provider");
+    };
+    if pmap.is_empty() {
+        return err(&pp, "must name at least one provider");
+    }
+    let providers = pmap
+        .iter()
+        .map(|(n, v)| parse_provider(n, v, &child(&pp, n)))
+        .collect::<Result<Vec<_>>>()?;
+
+    let mut spoofable_headers: Vec<String> = Vec::new();
+    for p in &providers {
+        let names = p
+            .claims_to_headers
+            .iter()
+            .filter(|c| !c.append)
+            .map(|c| &c.header)
+            .chain(&p.payload_header);
+        for h in names {
+            if !spoofable_headers.contains(h) {
+                spoofable_headers.push(h.clone());
+            }
+        }
+    }
+    Ok(Policy {
+        name,
+        created,
+        routes,
+        destinations,
+        phase,
+        priority,
+        providers,
+        validation,
+        claims,
+        required_scopes,
+        clear_route_cache,
+        spoofable_headers,
+    })
+}
+
+fn parse_phase(v: &Value, path: &str) -> Result<(Phase, i64)> {
+    let o = Obj::new(v, path, &["preAuthz", "postAuthz"])?;
+    let (phase, (inner, ip)) = match (o.get("preAuthz"), o.get("postAuthz")) {
+        (Some(x), None) => (Phase::PreAuthz, x),
+        (None, Some(x)) => (Phase::PostAuthz, x),
+        (None, None) => return Ok((Phase::PreAuthz, 0)),
+        (Some(_), Some(_)) => return err(path, "set only one of preAuthz or postAuthz"),
+    };
+    let io = Obj::new(inner, &ip, &["priority"])?;
+    let priority = io
+        .get("priority")
+        .map(|(v, p)| as_i64(v, &p))
+        .transpose()?
+        .unwrap_or(0);
+    Ok((phase, priority))
+}
+
+fn parse_route_selector(v: &Value, path: &str) -> Result<RouteSelector> {
+    let o = Obj::new(v, path, &["route"])?;
+    let Some((r, rp)) = o.get("route") else {
+        return Ok(RouteSelector::default());
+    };
+    let r = Obj::new(
+        r,
+        &rp,
+        &["labels", "name", "namespace", "cluster", "workspace"],
+    )?;
+    r.string("cluster")?;
+    r.string("workspace")?;
+    Ok(RouteSelector {
+        labels: r.string_map("labels")?,
+        name: r.string("name")?,
+        namespace: r.string("namespace")?,
+    })
+}
+
+fn parse_destination_selector(v: &Value, path: &str) -> Result<DestinationSelector> {
+    let o = Obj::new(v, path, &["kind", "selector", "port"])?;
+    if let Some(kind) = o.string("kind")?
+        && !["SERVICE", "VIRTUAL_DESTINATION", "EXTERNAL_SERVICE"].contains(&kind.as_str())
+    {
+        return err(
+            &child(path, "kind"),
+            "expected SERVICE, VIRTUAL_DESTINATION or EXTERNAL_SERVICE",
+        );
+    }
+    let mut d = DestinationSelector::default();
+    if let Some((s, sp)) = o.get("selector") {
+        let s = Obj::new(
+            s,
+            &sp,
+            &["name", "namespace", "labels", "cluster", "workspace"],
+        )?;
+        s.string("cluster")?;
+        s.string("workspace")?;
+        d.name = s.string("name")?;
+        d.namespace = s.string("namespace")?;
+        d.labels = s.string_map("labels")?;
+    }
+    if let Some((p, pp)) = o.get("port") {
+        let p = Obj::new(p, &pp, &["number", "name"])?;
+        p.string("name")?;
+        d.port = p
+            .get("number")
+            .map(|(v, p)| {
+                as_u64(v, &p).and_then(|n| {
+                    u32::try_from(n)
+                        .ok()
+                        .filter(|n| *n <= 65535)
+                        .ok_or(())
+                        .or_else(|()| err(&p, "not a port number"))
+                })
+            })
+            .transpose()?;
+    }
+    Ok(d)
+}
+
+fn parse_claim_rule(v: &Value, path: &str) -> Result<ClaimRule> {
+    let o = Obj::new(
+        v,
+        path,
+        &["key", "values", "notValues", "nestedClaimDelimiter"],
+    )?;
+    let key = o
+        .string("key")?
+        .filter(|k| !k.is_empty())
+        .ok_or(())
+        .or_else(|()| err(&child(path, "key"), "required: the claim name"))?;
+    let path_parts = match o.string("nestedClaimDelimiter")? {
+        Some(d) if d.is_empty() => {
+            return err(&child(path, "nestedClaimDelimiter"), "must not be empty");
+        }
+        Some(d) => key.split(d.as_str()).map(str::to_owned).collect(),
+        None => vec![key],
+    };
+    let values = o.string_list("values")?.unwrap_or_default();
+    let not_values = o.string_list("notValues")?.unwrap_or_default();
+    Ok(ClaimRule {
+        path: path_parts,
+        values,
+        not_values,
+    })
+}
+
+/// An HTTP header name (RFC 9110 token), not a pseudo-header and not `host`.
+fn header_name(v: &Value, path: &str) -> Result<String> {
+    let name = as_string(v, path)?;
+    let is_tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if name.is_empty() || !name.chars().all(is_tchar) {
+        return err(path, format!("{name:?} is not a valid HTTP header name"));
+    }
+    let lower = name.to_ascii_lowercase();
+    if lower == "host" {
+        return err(path, "the host header cannot be set from a claim");
+    }
+    Ok(lower)
+}
+
+fn parse_provider(name: &str, v: &Value, path: &str) -> Result<Provider> {
+    let o = Obj::new(
+        v,
+        path,
+        &[
+            "issuer",
+            "audiences",
+            "tokenSource",
+            "local",
+            "remote",
+            "claimsToHeaders",
+            "keepToken",
+            "clockSkewSeconds",
+            "outputPayloadToHeader",
+        ],
+    )?;
+    let keys = match (o.get("local"), o.get("remote")) {
+        (Some((l, lp)), None) => parse_local(l, &lp)?,
+        (None, Some((r, rp))) => KeySource::Remote(parse_remote(r, &rp)?),
+        (None, None) => return err(path, "needs one of local or remote"),
+        (Some(_), Some(_)) => return err(path, "set only one of local or remote"),
+    };
+    let (mut headers, mut query_params) = (
+        vec![HeaderSource {
+            name: "authorization".into(),
+            prefix: "Bearer ".into(),
+        }],
+        vec!["access_token".to_owned()],
+    );
+    if let Some((ts, tp)) = o.get("tokenSource") {
+        let t = Obj::new(ts, &tp, &["headers", "queryParams"])?;
+        headers = t
+            .list("headers")?
+            .unwrap_or_default()
+            .iter()
+            .map(|(h, hp)| {
+                let h = Obj::new(h, hp, &["name", "prefix"])?;
+                let Some((n, np)) = h.get("name") else {
+                    return err(&child(hp, "name"), "required");
+                };
+                Ok(HeaderSource {
+                    name: header_name(n, &np)?,
+                    prefix: h.string("prefix")?.unwrap_or_default(),
+                })
+            })
+            .collect::<Result<_>>()?;
+        query_params = t.string_list("queryParams")?.unwrap_or_default();
+        if let Some(i) = query_params.iter().position(String::is_empty) {
+            return err(&format!("{tp}.queryParams[{i}]"), "must not be empty");
+        }
+        if headers.is_empty() && query_params.is_empty() {
+            return err(
+                &tp,
+                "names no header and no query parameter: no token could ever be found",
+            );
+        }
+    }
+    let claims_to_headers = o
+        .list("claimsToHeaders")?
+        .unwrap_or_default()
+        .iter()
+        .map(|(c, cp)| {
+            let c = Obj::new(c, cp, &["claim", "header", "append"])?;
+            let claim = c
+                .string("claim")?
+                .filter(|s| !s.is_empty())
+                .ok_or(())
+                .or_else(|()| err(&child(cp, "claim"), "required"))?;
+            let Some((h, hp)) = c.get("header") else {
+                return err(&child(cp, "header"), "required");
+            };
+            Ok(ClaimToHeader {
+                claim,
+                header: header_name(h, &hp)?,
+                append: c.bool("append")?.unwrap_or(false),
+            })
+        })
+        .collect::<Result<_>>()?;
+    let audiences = o.string_list("audiences")?;
+    let clock_skew_seconds = o
+        .get("clockSkewSeconds")
+        .map(|(v, p)| as_u64(v, &p))
+        .transpose()?
+        .unwrap_or(60);
+    let payload_header = o
+        .get("outputPayloadToHeader")
+        .map(|(v, p)| header_name(v, &p))
+        .transpose()?;
+    Ok(Provider {
+        name: name.to_owned(),
+        issuer: o.string("issuer")?.filter(|s| !s.is_empty()),
+        audiences,
+        headers,
+        query_params,
+        keys,
+        claims_to_headers,
+        keep_token: o.bool("keepToken")?.unwrap_or(false),
+        clock_skew_seconds,
+        payload_header,
+    })
+}
+
+fn parse_local(v: &Value, path: &str) -> Result<KeySource> {
+    let o = Obj::new(v, path, &["inline", "secretRef"])?;
+    if o.get("secretRef").is_some() {
+        return err(
+            &child(path, "secretRef"),
+            "a proxy-wasm filter cannot read Kubernetes Secrets: put the key in local.inline, or serve a JWKS and use remote",
+        );
+    }
+    let Some(inline) = o.string("inline")? else {
+        return err(
+            &child(path, "inline"),
+            "required: a PEM public key or a JWKS",
+        );
+    };
+    match jwks::parse_inline(&inline) {
+        Ok(keys) => Ok(KeySource::Local(Rc::new(keys))),
+        Err(e) => err(
+            &child(path, "inline"),
+            format!("not a usable PEM public key or JWKS: {e}"),
+        ),
+    }
+}
+
+/// Splits an absolute http(s) URL into (scheme, host, port, path-with-query).
+pub fn split_url(url: &str) -> Option<(&str, &str, u16, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let default_port = match scheme {
+        "http" => 80,
+        "https" => 443,
+        _ => return None,
+    };
+    let (authority, path) = match rest.find(['/', '?']) {
+        Some(i) => (rest.get(..i)?, rest.get(i..)?),
+        None => (rest, "/"),
+    };
+    if authority.is_empty()
+        || authority.contains('@')
+        || path.contains('#')
+        || url.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return None;
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => match p.parse::<u16>() {
+            Ok(port) if port > 0 => (h, port),
+            _ => return None,
+        },
+        _ => (authority, default_port),
+    };
+    if host.is_empty() {
+        return None;
+    }
+    Some((scheme, host, port, path))
+}
+
+fn parse_remote(v: &Value, path: &str) -> Result<Remote> {
+    let o = Obj::new(
+        v,
+        path,
+        &[
+            "url",
+            "cluster",
+            "destinationRef",
+            "cacheDuration",
+            "timeout",
+            "enableAsyncFetch",
+        ],
+    )?;
+    let url_path = child(path, "url");
+    let Some(url) = o.string("url")? else {
+        return err(&url_path, "required: the JWKS URL");
+    };
+    let Some((_, host, port, req_path)) = split_url(&url) else {
+        return err(&url_path, "not an absolute http(s) URL");
+    };
+    let (url_host, url_port, req_path) = (
+        host.to_owned(),
+        port,
+        if req_path.starts_with('?') {
+            format!("/{req_path}")
+        } else {
+            req_path.to_owned()
+        },
+    );
+    let authority = match url
+        .split_once("://")
+        .and_then(|(_, r)| r.split(['/', '?']).next())
+    {
+        Some(a) => a.to_owned(),
+        None => url_host.clone(),
+    };
+    let mut derived = format!("outbound|{url_port}||{url_host}");
+    if let Some((d, dp)) = o.get("destinationRef") {
+        let d = Obj::new(d, &dp, &["kind", "ref", "port"])?;
+        d.string("kind")?;
+        let Some((r, rp)) = d.get("ref") else {
+            return err(&child(&dp, "ref"), "required");
+        };
+        let r = Obj::new(r, &rp, &["name", "namespace", "cluster"])?;
+        let Some(name) = r.string("name")? else {
+            return err(&child(&rp, "name"), "required");
+        };
+        r.string("cluster")?;
+        let host = match r.string("namespace")? {
+            Some(ns) => format!("{name}.{ns}.svc.cluster.local"),
+            None => name,
+        };
+        let mut port = url_port;
+        if let Some((p, pp)) = d.get("port") {
+            let p = Obj::new(p, &pp, &["number", "name"])?;
+            p.string("name")?;
+            if let Some((n, np)) = p.get("number") {
+                port = u16::try_from(as_u64(n, &np)?)
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or(())
+                    .or_else(|()| err(&np, "not a port number"))?;
+            }
+        }
+        derived = format!("outbound|{port}||{host}");
+    }
+    let cluster = match o.string("cluster")? {
+        Some(c) if c.is_empty() => return err(&child(path, "cluster"), "must not be empty"),
+        Some(c) => c,
+        None => derived,
+    };
+    let duration = |key: &str, default_ms: u64| -> Result<u64> {
+        match o.get(key) {
+            None => Ok(default_ms),
+            Some((v, p)) => {
+                let text = as_string(v, &p)?;
+                match parse_duration_ms(&text) {
+                    Some(ms) if ms > 0 => Ok(ms),
+                    Some(_) => err(&p, "must be greater than zero"),
+                    None => err(
+                        &p,
+                        format!(
+                            "{text:?} is not a duration (use e.g. \"300s\", \"1.5s\", \"5m\", \"1h\")"
+                        ),
+                    ),
+                }
+            }
+        }
+    };
+    Ok(Remote {
+        url: url.clone(),
+        cluster,
+        authority,
+        path: req_path,
+        cache_duration_ms: duration("cacheDuration", 300_000)?,
+        timeout_ms: duration("timeout", 5_000)?,
+        async_fetch: o.bool("enableAsyncFetch")?.unwrap_or(false),
+    })
+}
+
+/// `"300s"`, `"1.5s"`, `"250ms"`, `"5m"`, `"1h"`, `"1h30m"` → milliseconds.
+pub fn parse_duration_ms(text: &str) -> Option<u64> {
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total: f64 = 0.0;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let (num, tail) = rest.split_at(num_len);
+        let value: f64 = num.parse().ok()?;
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let factor = match unit {
+            "ms" => 1.0,
+            "s" => 1_000.0,
+            "m" => 60_000.0,
+            "h" => 3_600_000.0,
+            _ => return None,
+        };
+        total += value * factor;
+        rest = tail;
+    }
+    (total.is_finite() && total < 1e15).then_some(total.round() as u64)
+}
+
+/// RFC 3339 (`2024-01-02T03:04:05Z`, fractions and offsets allowed) → seconds since the epoch.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> { s.get(r)?.parse().ok() };
+    if b.len() < 20
+        || b.get(4) != Some(&b'-')
+        || b.get(7) != Some(&b'-')
+        || !matches!(b.get(10), Some(b'T' | b't' | b' '))
+        || b.get(13) != Some(&b':')
+        || b.get(16) != Some(&b':')
+    {
+        return None;
+    }
+    let (y, mo, d, h, mi, sec) = (
+        num(0..4)?,
+        num(5..7)?,
+        num(8..10)?,
+        num(11..13)?,
+        num(14..16)?,
+        num(17..19)?,
+    );
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let mut i = 19;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+    }
+    let offset = match b.get(i) {
+        Some(b'Z' | b'z') if i + 1 == b.len() => 0,
+        Some(sign @ (b'+' | b'-')) if i + 6 == b.len() && b.get(i + 3) == Some(&b':') => {
+            let off = num(i + 1..i + 3)? * 3600 + num(i + 4..i + 6)? * 60;
+            if *sign == b'+' { off } else { -off }
+        }
+        _ => return None,
+    };
+    // Days from civil (Howard Hinnant's algorithm).
+    let yy = if mo <= 2 { y - 1 } else { y };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + h * 3600 + mi * 60 + sec - offset)
+}

@@ -1,0 +1,319 @@
+//! Public keys: a JWKS or PEM document turned into verifying keys, parsed once.
+//!
+//! Like jwt_verify_lib, a JWKS keeps its valid keys and drops the invalid ones; a document with
+//! no valid key at all is an error.
+
+use rsa::BigUint;
+use rsa::RsaPublicKey;
+use serde_json::{Map, Value};
+
+use crate::b64;
+
+/// RSA moduli up to this many bits are accepted (the `rsa` crate's default cap is 4096).
+const MAX_RSA_BITS: usize = 8192;
+
+/// The material of one key, ready to verify.
+#[derive(Clone)]
+pub enum Material {
+    Rsa(RsaPublicKey),
+    P256(p256::ecdsa::VerifyingKey),
+    P384(p384::ecdsa::VerifyingKey),
+    P521(p521::ecdsa::VerifyingKey),
+    Ed25519(ed25519_compact::PublicKey),
+    Hmac(Vec<u8>),
+}
+
+impl std::fmt::Debug for Material {
+    // Never print key material (an HMAC secret above all).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Material::Rsa(_) => "Rsa(..)",
+            Material::P256(_) => "P256(..)",
+            Material::P384(_) => "P384(..)",
+            Material::P521(_) => "P521(..)",
+            Material::Ed25519(_) => "Ed25519(..)",
+            Material::Hmac(_) => "Hmac(redacted)",
+        })
+    }
+}
+
+/// One key with the metadata that selects it.
+#[derive(Debug, Clone)]
+pub struct Key {
+    pub kid: Option<String>,
+    pub alg: Option<String>,
+    pub material: Material,
+}
+
+/// A set of keys, as one provider holds them.
+#[derive(Debug, Clone, Default)]
+pub struct Jwks {
+    pub keys: Vec<Key>,
+}
+
+/// Why a key document was refused as a whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksError {
+    InvalidJson,
+    NoKeysField,
+    KeysNotArray,
+    NoValidKeys(String),
+    BadPem(String),
+}
+
+impl std::fmt::Display for JwksError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JwksError::InvalidJson => f.write_str("Jwks is an invalid JSON"),
+            JwksError::NoKeysField => f.write_str("Jwks does not have [keys] field"),
+            JwksError::KeysNotArray => f.write_str("[keys] in Jwks is not an array"),
+            JwksError::NoValidKeys(why) => {
+                write!(f, "Jwks doesn't have any valid public key ({why})")
+            }
+            JwksError::BadPem(why) => write!(f, "not a PEM public key: {why}"),
+        }
+    }
+}
+
+/// A JWKS JSON document (starts with `{`) or one or more PEM public keys.
+pub fn parse_inline(text: &str) -> Result<Jwks, JwksError> {
+    if text.trim_start().starts_with('{') {
+        parse_jwks(text.as_bytes())
+    } else {
+        parse_pem(text)
+    }
+}
+
+/// Parses a JWKS document, keeping the valid keys.
+pub fn parse_jwks(doc: &[u8]) -> Result<Jwks, JwksError> {
+    let value: Value = serde_json::from_slice(doc).map_err(|_| JwksError::InvalidJson)?;
+    let Value::Object(root) = value else {
+        return Err(JwksError::InvalidJson);
+    };
+    let keys = match root.get("keys") {
+        None => return Err(JwksError::NoKeysField),
+        Some(Value::Array(keys)) => keys,
+        Some(_) => return Err(JwksError::KeysNotArray),
+    };
+    let mut out = Jwks::default();
+    let mut last_error = String::from("empty [keys]");
+    for (i, jwk) in keys.iter().enumerate() {
+        match parse_jwk(jwk) {
+            Ok(key) => out.keys.push(key),
+            Err(why) => last_error = format!("keys[{i}]: {why}"),
+        }
+    }
+    if out.keys.is_empty() {
+        return Err(JwksError::NoValidKeys(last_error));
+    }
+    Ok(out)
+}
+
+fn str_field<'a>(jwk: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, String> {
+    match jwk.get(name) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(format!("[{name}] is not a string")),
+    }
+}
+
+fn b64_field(jwk: &Map<String, Value>, name: &str) -> Result<Vec<u8>, String> {
+    let text = str_field(jwk, name)?.ok_or_else(|| format!("[{name}] is missing"))?;
+    let bytes = b64::decode_url(text).ok_or_else(|| format!("[{name}] is not base64url"))?;
+    if bytes.is_empty() {
+        return Err(format!("[{name}] is empty"));
+    }
+    Ok(bytes)
+}
+
+fn parse_jwk(jwk: &Value) -> Result<Key, String> {
+    let Value::Object(jwk) = jwk else {
+        return Err("not an object".into());
+    };
+    let kty = str_field(jwk, "kty")?.ok_or("[kty] is missing")?;
+    if let Some(usage) = str_field(jwk, "use")?
+        && usage != "sig"
+    {
+        return Err(format!("[use] is {usage:?}, not \"sig\""));
+    }
+    let alg = str_field(jwk, "alg")?.map(str::to_owned);
+    let kid = str_field(jwk, "kid")?.map(str::to_owned);
+    let material = match kty {
+        "RSA" => {
+            let n = BigUint::from_bytes_be(&b64_field(jwk, "n")?);
+            let e = BigUint::from_bytes_be(&b64_field(jwk, "e")?);
+            Material::Rsa(
+                RsaPublicKey::new_with_max_size(n, e, MAX_RSA_BITS)
+                    .map_err(|e| format!("bad RSA key: {e}"))?,
+            )
+        }
+        "EC" => {
+            let crv = str_field(jwk, "crv")?.ok_or("[crv] is missing")?;
+            let mut point = vec![0x04];
+            point.extend(b64_field(jwk, "x")?);
+            point.extend(b64_field(jwk, "y")?);
+            ec_from_sec1(crv, &point)?
+        }
+        "OKP" => {
+            let crv = str_field(jwk, "crv")?.ok_or("[crv] is missing")?;
+            if crv != "Ed25519" {
+                return Err(format!("OKP curve {crv:?} is not supported"));
+            }
+            let x = b64_field(jwk, "x")?;
+            Material::Ed25519(
+                ed25519_compact::PublicKey::from_slice(&x).map_err(|_| "bad Ed25519 key")?,
+            )
+        }
+        "oct" => Material::Hmac(b64_field(jwk, "k")?),
+        other => return Err(format!("[kty] {other:?} is not supported")),
+    };
+    Ok(Key { kid, alg, material })
+}
+
+fn ec_from_sec1(crv: &str, point: &[u8]) -> Result<Material, String> {
+    let bad = |_| format!("bad {crv} point");
+    Ok(match crv {
+        "P-256" => Material::P256(p256::ecdsa::VerifyingKey::from_sec1_bytes(point).map_err(bad)?),
+        "P-384" => Material::P384(p384::ecdsa::VerifyingKey::from_sec1_bytes(point).map_err(bad)?),
+        "P-521" => Material::P521(p521::ecdsa::VerifyingKey::from_sec1_bytes(point).map_err(bad)?),
+        other => return Err(format!("EC curve {other:?} is not supported")),
+    })
+}
+
+/// One or more PEM blocks: `PUBLIC KEY` (SPKI: RSA, EC P-256/384/521, Ed25519) or
+/// `RSA PUBLIC KEY` (PKCS#1).
+pub fn parse_pem(text: &str) -> Result<Jwks, JwksError> {
+    let mut out = Jwks::default();
+    let mut rest = text;
+    while let Some(start) = rest.find("-----BEGIN ") {
+        let block = rest.get(start..).unwrap_or_default();
+        let end_marker = "-----END ";
+        let Some(end) = block.find(end_marker) else {
+            return Err(JwksError::BadPem(
+                "a BEGIN line without its END line".into(),
+            ));
+        };
+        let after_end = block.get(end + end_marker.len()..).unwrap_or_default();
+        let close = after_end
+            .find("-----")
+            .map(|i| i + 5)
+            .unwrap_or(after_end.len());
+        let block_len = end + end_marker.len() + close;
+        let pem = block.get(..block_len).unwrap_or_default();
+        out.keys.push(Key {
+            kid: None,
+            alg: None,
+            material: pem_block(pem)?,
+        });
+        rest = block.get(block_len..).unwrap_or_default();
+    }
+    if out.keys.is_empty() {
+        return Err(JwksError::BadPem(
+            "no -----BEGIN PUBLIC KEY----- block".into(),
+        ));
+    }
+    Ok(out)
+}
+
+fn pem_block(pem: &str) -> Result<Material, JwksError> {
+    use p256::pkcs8::DecodePublicKey as _;
+    use rsa::pkcs1::DecodeRsaPublicKey as _;
+    use rsa::pkcs8::DecodePublicKey as _;
+
+    if pem.starts_with("-----BEGIN RSA PUBLIC KEY-----") {
+        return RsaPublicKey::from_pkcs1_pem(pem)
+            .map(Material::Rsa)
+            .map_err(|e| JwksError::BadPem(format!("bad PKCS#1 RSA key: {e}")));
+    }
+    if !pem.starts_with("-----BEGIN PUBLIC KEY-----") {
+        let label = pem.lines().next().unwrap_or_default();
+        return Err(JwksError::BadPem(format!(
+            "{label} is not a public key (want -----BEGIN PUBLIC KEY-----)"
+        )));
+    }
+    if let Ok(k) = RsaPublicKey::from_public_key_pem(pem) {
+        return Ok(Material::Rsa(k));
+    }
+    if let Ok(k) = p256::PublicKey::from_public_key_pem(pem) {
+        return Ok(Material::P256(k.into()));
+    }
+    if let Ok(k) = p384::PublicKey::from_public_key_pem(pem) {
+        return Ok(Material::P384(k.into()));
+    }
+    if let Ok(k) = p521::PublicKey::from_public_key_pem(pem) {
+        return Ok(Material::P521(p521::ecdsa::VerifyingKey::from(k)));
+    }
+    if let Ok(k) = ed25519_compact::PublicKey::from_pem(pem) {
+        return Ok(Material::Ed25519(k));
+    }
+    Err(JwksError::BadPem(
+        "not an RSA, EC P-256/P-384/P-521 or Ed25519 public key".into(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jwks_document_errors() {
+        assert_eq!(parse_jwks(b"nope").unwrap_err(), JwksError::InvalidJson);
+        assert_eq!(parse_jwks(b"[]").unwrap_err(), JwksError::InvalidJson);
+        assert_eq!(parse_jwks(b"{}").unwrap_err(), JwksError::NoKeysField);
+        assert_eq!(
+            parse_jwks(br#"{"keys":5}"#).unwrap_err(),
+            JwksError::KeysNotArray
+        );
+        assert!(matches!(
+            parse_jwks(br#"{"keys":[]}"#),
+            Err(JwksError::NoValidKeys(_))
+        ));
+    }
+
+    #[test]
+    fn invalid_keys_are_dropped_valid_ones_kept() {
+        let doc = br#"{"keys":[
+            {"kty":"oct","k":"c2VjcmV0","kid":"h","alg":"HS256"},
+            {"kty":"RSA","n":"!!","e":"AQAB"},
+            {"kty":"EC","crv":"P-256","x":"AA","y":"AA"},
+            {"kty":"oct","k":"c2VjcmV0","use":"enc"},
+            {"kty":"XYZ"}
+        ]}"#;
+        let jwks = parse_jwks(doc).unwrap();
+        assert_eq!(jwks.keys.len(), 1);
+        assert_eq!(jwks.keys[0].kid.as_deref(), Some("h"));
+        assert!(format!("{:?}", jwks.keys[0]).contains("redacted"));
+    }
+
+    #[test]
+    fn no_valid_key_names_the_last_reason() {
+        let err =
+            parse_jwks(br#"{"keys":[{"kty":"EC","crv":"P-999","x":"AA","y":"AA"}]}"#).unwrap_err();
+        assert!(err.to_string().contains("keys[0]"), "{err}");
+    }
+
+    #[test]
+    fn pem_errors() {
+        assert!(matches!(parse_pem("hello"), Err(JwksError::BadPem(_))));
+        assert!(matches!(
+            parse_pem("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----"),
+            Err(JwksError::BadPem(_))
+        ));
+        assert!(matches!(
+            parse_pem("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----"),
+            Err(JwksError::BadPem(_))
+        ));
+    }
+
+    #[test]
+    fn inline_detects_jwks_or_pem() {
+        assert_eq!(
+            parse_inline(" {\"keys\": 1}").unwrap_err(),
+            JwksError::KeysNotArray
+        );
+        assert!(matches!(
+            parse_inline("-----BEGIN"),
+            Err(JwksError::BadPem(_))
+        ));
+    }
+}

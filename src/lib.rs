@@ -1,0 +1,24 @@
+//! jwt-policy-filter: Gloo-Mesh-style JWT policies enforced inside Envoy by a Proxy-Wasm filter.
+//!
+//! The request path reads as the file list: [`config`] (JSON → [`policy`]) → [`select`] (which
+//! policy governs) → [`extract`] (where tokens are) → [`jwt`] + [`verify`] with [`jwks`] keys →
+//! [`claims`] (headers, rules) → [`authn`] (the decision) → `filter` (the only module that talks
+//! to the host; built for wasm32 only).
+
+pub mod authn;
+pub mod b64;
+pub mod claims;
+pub mod config;
+pub mod extract;
+pub mod jwks;
+pub mod jwt;
+pub mod policy;
+pub mod select;
+pub mod status;
+pub mod verify;
+
+#[cfg(target_arch = "wasm32")]
+mod filter;
+
+#[cfg(test)]
+mod testkit;

@@ -1,0 +1,145 @@
+//! The compiled configuration: what `config.rs` builds once in `on_configure` and every request
+//! reads. No JSON here: every field is typed, defaulted and validated.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use crate::jwks::Jwks;
+
+/// The whole plugin configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Oldest first (`metadata.creationTimestamp`, then list order).
+    pub policies: Vec<Policy>,
+    pub settings: Settings,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Serve only the policies of this phase (`None`: every policy).
+    pub phase: Option<Phase>,
+    /// Route-metadata namespace that carries route labels.
+    pub route_labels_namespace: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            phase: None,
+            route_labels_namespace: "jwt_policy".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    PreAuthz,
+    PostAuthz,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValidationPolicy {
+    RequireValid,
+    AllowMissing,
+    AllowMissingOrFailed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClearRouteCache {
+    Auto,
+    True,
+    False,
+}
+
+/// One JWTPolicy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// `namespace/name`, or its place in the list when it has no metadata.
+    pub name: String,
+    /// Seconds since the epoch from `metadata.creationTimestamp`.
+    pub created: Option<i64>,
+    pub routes: Option<Vec<RouteSelector>>,
+    pub destinations: Option<Vec<DestinationSelector>>,
+    pub phase: Phase,
+    pub priority: i64,
+    pub providers: Vec<Provider>,
+    pub validation: ValidationPolicy,
+    pub claims: Vec<ClaimRule>,
+    pub required_scopes: Vec<String>,
+    pub clear_route_cache: ClearRouteCache,
+    /// Headers removed from every governed request before anything else (anti-spoofing):
+    /// every `append: false` claim header and every payload header, lower-case, deduplicated.
+    pub spoofable_headers: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouteSelector {
+    pub labels: BTreeMap<String, String>,
+    pub name: Option<String>,
+    pub namespace: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DestinationSelector {
+    pub name: Option<String>,
+    pub namespace: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub port: Option<u32>,
+}
+
+/// A `claims` entry: `key` must match one of `values` (if any) and none of `not_values`.
+#[derive(Debug, Clone)]
+pub struct ClaimRule {
+    /// The claim path, split on the delimiter (one element without a delimiter).
+    pub path: Vec<String>,
+    pub values: Vec<String>,
+    pub not_values: Vec<String>,
+}
+
+/// Where the keys come from.
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    Local(Rc<Jwks>),
+    Remote(Remote),
+}
+
+#[derive(Debug, Clone)]
+pub struct Remote {
+    pub url: String,
+    pub cluster: String,
+    pub authority: String,
+    pub path: String,
+    pub cache_duration_ms: u64,
+    pub timeout_ms: u64,
+    pub async_fetch: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderSource {
+    /// Lower-case header name.
+    pub name: String,
+    pub prefix: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimToHeader {
+    pub claim: String,
+    /// Lower-case header name.
+    pub header: String,
+    pub append: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Provider {
+    pub name: String,
+    pub issuer: Option<String>,
+    pub audiences: Option<Vec<String>>,
+    pub headers: Vec<HeaderSource>,
+    pub query_params: Vec<String>,
+    pub keys: KeySource,
+    pub claims_to_headers: Vec<ClaimToHeader>,
+    pub keep_token: bool,
+    pub clock_skew_seconds: u64,
+    /// Lower-case header name.
+    pub payload_header: Option<String>,
+}
