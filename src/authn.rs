@@ -308,3 +308,306 @@ pub fn decide<'k>(
         clear_route_cache,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+    use crate::testkit::{NOW, pem, token};
+    use serde_json::{Value, json};
+
+    fn policy(provider: Value, extra: Value) -> Policy {
+        let mut spec = json!({"config": {"providers": {"p": provider}}});
+        if let (Some(c), Value::Object(e)) = (spec["config"].as_object_mut(), extra) {
+            c.extend(e);
+        }
+        config::parse(spec.to_string().as_bytes())
+            .unwrap()
+            .policies
+            .remove(0)
+    }
+
+    fn rsa_provider(extra: Value) -> Value {
+        let mut p = json!({"issuer": "https://issuer.example", "local": {"inline": pem("rsa")},
+            "tokenSource": {"headers": [{"name": "X-Auth", "prefix": "Bearer "}], "queryParams": ["auth_token"]}});
+        if let (Some(o), Value::Object(e)) = (p.as_object_mut(), extra) {
+            o.extend(e);
+        }
+        p
+    }
+
+    fn request(path: &str, extra: &[(&str, &str)]) -> Vec<Header> {
+        let mut h: Vec<Header> = vec![
+            (":method".into(), b"GET".to_vec()),
+            (":scheme".into(), b"http".to_vec()),
+            (":authority".into(), b"api.example".to_vec()),
+            (":path".into(), path.as_bytes().to_vec()),
+        ];
+        h.extend(
+            extra
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())),
+        );
+        h
+    }
+
+    fn run(policy: &Policy, headers: &[Header]) -> Decision {
+        let keys = |i: usize| match &policy.providers[i].keys {
+            crate::policy::KeySource::Local(j) => Keys::Ready(j),
+            crate::policy::KeySource::Remote(_) => Keys::Pending,
+        };
+        decide(policy, &RequestView { headers }, NOW, &keys)
+    }
+
+    fn denied(d: &Decision) -> (Status, &str) {
+        match d {
+            Decision::Deny {
+                status,
+                www_authenticate,
+            } => (*status, www_authenticate),
+            other => panic!("expected a denial, got {other:?}"),
+        }
+    }
+
+    fn ops(d: Decision) -> Vec<HeaderOp> {
+        match d {
+            Decision::Allow { ops, .. } => ops,
+            other => panic!("expected to allow, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn missing_token_gets_a_realm_without_the_query() {
+        let p = policy(rsa_provider(json!({})), json!({}));
+        let d = run(&p, &request("/get?x=1", &[]));
+        assert_eq!(
+            denied(&d),
+            (
+                Status::JwtMissing,
+                r#"Bearer realm="http://api.example/get""#
+            )
+        );
+    }
+
+    #[test]
+    fn invalid_token_adds_error_invalid_token() {
+        let p = policy(rsa_provider(json!({})), json!({}));
+        let bearer = format!("Bearer {}", token("RS256_tampered"));
+        let d = run(&p, &request("/get", &[("x-auth", &bearer)]));
+        assert_eq!(
+            denied(&d),
+            (
+                Status::JwtVerificationFail,
+                r#"Bearer realm="http://api.example/get", error="invalid_token""#
+            )
+        );
+    }
+
+    #[test]
+    fn valid_token_adds_claims_and_strips_the_token() {
+        let p = policy(
+            rsa_provider(json!({"claimsToHeaders": [
+            {"claim": "org", "header": "x-org"}, {"claim": "email", "header": "x-email", "append": true},
+            {"claim": "realm.roles", "header": "x-roles"}, {"claim": "missing", "header": "x-missing"}]})),
+            json!({}),
+        );
+        let path = format!("/get?a=1&auth_token={}", token("RS256"));
+        let got = ops(run(&p, &request(&path, &[])));
+        assert_eq!(
+            got,
+            vec![
+                HeaderOp::Remove("x-org".into()),
+                HeaderOp::Remove("x-roles".into()),
+                HeaderOp::Remove("x-missing".into()),
+                HeaderOp::Set("x-org".into(), "solo.io".into()),
+                HeaderOp::Add("x-email".into(), "dev1@solo.io".into()),
+                HeaderOp::Set("x-roles".into(), "reader,writer".into()),
+                HeaderOp::SetPath(b"/get?a=1".to_vec()),
+            ]
+        );
+        let bearer = format!("Bearer {}", token("RS256"));
+        let got = ops(run(&p, &request("/get", &[("x-auth", &bearer)])));
+        assert!(got.contains(&HeaderOp::Remove("x-auth".into())));
+    }
+
+    #[test]
+    fn keep_token_keeps_it_and_payload_header_forwards_the_payload_segment() {
+        let p = policy(
+            rsa_provider(json!({"keepToken": true, "outputPayloadToHeader": "x-payload"})),
+            json!({}),
+        );
+        let t = token("RS256");
+        let got = ops(run(
+            &p,
+            &request("/get", &[("x-auth", &format!("Bearer {t}"))]),
+        ));
+        let segment = t.split('.').nth(1).unwrap().to_owned();
+        assert_eq!(
+            got,
+            vec![
+                HeaderOp::Remove("x-payload".into()),
+                HeaderOp::Set("x-payload".into(), segment)
+            ]
+        );
+    }
+
+    #[test]
+    fn every_token_found_must_be_valid() {
+        let p = policy(rsa_provider(json!({})), json!({}));
+        let path = format!("/get?auth_token={}", token("RS256_tampered"));
+        let bearer = format!("Bearer {}", token("RS256"));
+        assert_eq!(
+            denied(&run(&p, &request(&path, &[("x-auth", &bearer)]))).0,
+            Status::JwtVerificationFail
+        );
+    }
+
+    #[test]
+    fn checks_run_in_order_issuer_time_audience_signature() {
+        let p = policy(rsa_provider(json!({"issuer": "https://other"})), json!({}));
+        let bearer = format!("Bearer {}", token("RS256_tampered"));
+        assert_eq!(
+            denied(&run(&p, &request("/", &[("x-auth", &bearer)]))).0,
+            Status::JwtUnknownIssuer
+        );
+        let p = policy(
+            rsa_provider(json!({"audiences": ["someone-else"]})),
+            json!({}),
+        );
+        let d = run(&p, &request("/", &[("x-auth", &bearer)]));
+        assert_eq!(denied(&d).0, Status::JwtAudienceNotAllowed);
+        assert_eq!(Status::JwtAudienceNotAllowed.http_code(), 403);
+        let p = policy(
+            rsa_provider(json!({"audiences": ["https://api.example/"]})),
+            json!({}),
+        );
+        let ok = format!("Bearer {}", token("RS256"));
+        assert!(
+            matches!(
+                run(&p, &request("/", &[("x-auth", &ok)])),
+                Decision::Allow { .. }
+            ),
+            "audiences compare without scheme and trailing slash"
+        );
+    }
+
+    #[test]
+    fn header_prefix_is_case_sensitive_and_required() {
+        let p = policy(rsa_provider(json!({})), json!({}));
+        let lower = format!("bearer {}", token("RS256"));
+        assert_eq!(
+            denied(&run(&p, &request("/", &[("X-AUTH", &lower)]))).0,
+            Status::JwtMissing
+        );
+        let upper_name = format!("Bearer {}", token("RS256"));
+        assert!(matches!(
+            run(&p, &request("/", &[("X-AUTH", &upper_name)])),
+            Decision::Allow { .. }
+        ));
+    }
+
+    #[test]
+    fn any_provider_may_accept_a_token() {
+        let mut spec = json!({"config": {"providers": {
+            "a": {"local": {"inline": pem("ec256")}},
+            "b": {"local": {"inline": pem("rsa")}}}}});
+        spec["config"]["providers"]["a"]["issuer"] = json!("https://issuer.example");
+        let p = config::parse(spec.to_string().as_bytes())
+            .unwrap()
+            .policies
+            .remove(0);
+        let bearer = format!("Bearer {}", token("RS256"));
+        assert!(matches!(
+            run(&p, &request("/", &[("authorization", &bearer)])),
+            Decision::Allow { .. }
+        ));
+        let bad = format!("Bearer {}", token("RS256_other_key"));
+        assert_eq!(
+            denied(&run(&p, &request("/", &[("authorization", &bad)]))).0,
+            Status::JwtVerificationFail
+        );
+    }
+
+    #[test]
+    fn validation_policies() {
+        let bad = format!("Bearer {}", token("RS256_tampered"));
+        let missing = policy(
+            rsa_provider(json!({})),
+            json!({"validationPolicy": "ALLOW_MISSING"}),
+        );
+        assert!(matches!(
+            run(&missing, &request("/", &[])),
+            Decision::Allow { .. }
+        ));
+        assert_eq!(
+            denied(&run(&missing, &request("/", &[("x-auth", &bad)]))).0,
+            Status::JwtVerificationFail
+        );
+        let lenient = policy(
+            rsa_provider(json!({"claimsToHeaders": [{"claim": "org", "header": "x-org"}]})),
+            json!({"allowMissingOrFailed": true}),
+        );
+        assert_eq!(
+            ops(run(&lenient, &request("/", &[("x-auth", &bad)]))),
+            vec![HeaderOp::Remove("x-org".into())]
+        );
+    }
+
+    #[test]
+    fn cors_preflight_passes_without_a_token() {
+        let p = policy(rsa_provider(json!({})), json!({}));
+        let mut h = request(
+            "/",
+            &[
+                ("origin", "https://app"),
+                ("access-control-request-method", "POST"),
+            ],
+        );
+        h[0].1 = b"OPTIONS".to_vec();
+        assert!(matches!(run(&p, &h), Decision::Allow { .. }));
+    }
+
+    #[test]
+    fn claims_and_scopes_rules_answer_403() {
+        let bearer = format!("Bearer {}", token("RS256"));
+        let p = policy(
+            rsa_provider(json!({})),
+            json!({"claims": [{"key": "groups", "values": ["ops"]}], "requiredScopes": ["read"]}),
+        );
+        assert!(matches!(
+            run(&p, &request("/", &[("x-auth", &bearer)])),
+            Decision::Allow { .. }
+        ));
+        let p = policy(
+            rsa_provider(json!({})),
+            json!({"claims": [{"key": "realm/tier/name", "nestedClaimDelimiter": "/", "notValues": ["gold"]}]}),
+        );
+        assert_eq!(
+            denied(&run(&p, &request("/", &[("x-auth", &bearer)]))).0,
+            Status::ClaimsNotAllowed
+        );
+        let p = policy(
+            rsa_provider(json!({})),
+            json!({"requiredScopes": ["admin"]}),
+        );
+        assert_eq!(
+            denied(&run(&p, &request("/", &[("x-auth", &bearer)]))).0,
+            Status::ScopesNotAllowed
+        );
+    }
+
+    #[test]
+    fn remote_keys_not_yet_fetched_make_the_request_wait() {
+        let p = policy(json!({"remote": {"url": "http://idp/jwks"}}), json!({}));
+        let bearer = format!("Bearer {}", token("RS256"));
+        assert_eq!(
+            run(&p, &request("/", &[("authorization", &bearer)])),
+            Decision::WaitForKeys(vec![0])
+        );
+        let bad = format!("Bearer {}", token("alg_none"));
+        assert_eq!(
+            denied(&run(&p, &request("/", &[("authorization", &bad)]))).0,
+            Status::JwtHeaderNotImplementedAlg
+        );
+    }
+}

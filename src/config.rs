@@ -866,3 +866,243 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     let days = era * 146_097 + doe - 719_468;
     Some(days * 86_400 + h * 3600 + mi * 60 + sec - offset)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::pem;
+    use serde_json::json;
+
+    fn provider_json() -> Value {
+        json!({"issuer": "https://issuer.example", "local": {"inline": pem("rsa")}})
+    }
+
+    fn spec_with(provider: Value) -> Value {
+        json!({"config": {"providers": {"dev-example": provider}}})
+    }
+
+    fn error_of(v: Value) -> String {
+        parse(v.to_string().as_bytes()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_three_shapes_load() {
+        let spec = spec_with(provider_json());
+        let one = parse(spec.to_string().as_bytes()).unwrap();
+        assert_eq!(one.policies.len(), 1);
+        let resource = json!({"apiVersion": "security.policy.gloo.solo.io/v2", "kind": "JWTPolicy",
+            "metadata": {"name": "jwt-policy", "namespace": "httpbin", "annotations": {"a": "b"}}, "spec": spec});
+        let two = parse(resource.to_string().as_bytes()).unwrap();
+        assert_eq!(two.policies[0].name, "httpbin/jwt-policy");
+        let many = json!({"policies": [resource, spec], "settings": {"phase": "postAuthz", "routeLabelsNamespace": "labels"}});
+        let three = parse(many.to_string().as_bytes()).unwrap();
+        assert_eq!(three.policies.len(), 2);
+        assert_eq!(three.settings.phase, Some(Phase::PostAuthz));
+        assert_eq!(three.settings.route_labels_namespace, "labels");
+    }
+
+    #[test]
+    fn defaults() {
+        let c = parse(spec_with(provider_json()).to_string().as_bytes()).unwrap();
+        let p = &c.policies[0];
+        assert_eq!(
+            (p.phase, p.priority, p.validation, p.clear_route_cache),
+            (
+                Phase::PreAuthz,
+                0,
+                ValidationPolicy::RequireValid,
+                ClearRouteCache::Auto
+            )
+        );
+        let pr = &p.providers[0];
+        assert_eq!(
+            pr.headers,
+            vec![HeaderSource {
+                name: "authorization".into(),
+                prefix: "Bearer ".into()
+            }]
+        );
+        assert_eq!(pr.query_params, vec!["access_token"]);
+        assert_eq!((pr.keep_token, pr.clock_skew_seconds), (false, 60));
+        assert_eq!(c.settings.route_labels_namespace, "jwt_policy");
+    }
+
+    #[test]
+    fn token_source_given_replaces_both_defaults() {
+        let mut p = provider_json();
+        p["tokenSource"] = json!({"headers": [{"name": "X-Auth", "prefix": "Bearer "}]});
+        let c = parse(spec_with(p).to_string().as_bytes()).unwrap();
+        let pr = &c.policies[0].providers[0];
+        assert_eq!(pr.headers[0].name, "x-auth");
+        assert!(pr.query_params.is_empty());
+    }
+
+    #[test]
+    fn validation_policy_wins_over_the_deprecated_alias() {
+        let mut spec = spec_with(provider_json());
+        spec["config"]["allowMissingOrFailed"] = json!(true);
+        assert_eq!(
+            parse(spec.to_string().as_bytes()).unwrap().policies[0].validation,
+            ValidationPolicy::AllowMissingOrFailed
+        );
+        spec["config"]["validationPolicy"] = json!("ALLOW_MISSING");
+        assert_eq!(
+            parse(spec.to_string().as_bytes()).unwrap().policies[0].validation,
+            ValidationPolicy::AllowMissing
+        );
+    }
+
+    #[test]
+    fn errors_name_the_json_path_and_reason() {
+        let mut p = provider_json();
+        p["remote"] = json!({"url": "ftp://x"});
+        p.as_object_mut().unwrap().remove("local");
+        let many = json!({"policies": [{"kind": "JWTPolicy", "spec": spec_with(p)}]});
+        assert_eq!(
+            error_of(many),
+            "policies[0].spec.config.providers.dev-example.remote.url: not an absolute http(s) URL"
+        );
+
+        let mut p = provider_json();
+        p["issuerr"] = json!("x");
+        assert!(
+            error_of(spec_with(p))
+                .starts_with("config.providers.dev-example.issuerr: unknown field")
+        );
+
+        assert_eq!(
+            error_of(spec_with(json!({"issuer": "x"}))),
+            "config.providers.dev-example: needs one of local or remote"
+        );
+        assert_eq!(
+            error_of(json!({"config": {"providers": {}}})),
+            "config.providers: must name at least one provider"
+        );
+        let mut p = provider_json();
+        p["clockSkewSeconds"] = json!("soon");
+        assert_eq!(
+            error_of(spec_with(p)),
+            "config.providers.dev-example.clockSkewSeconds: expected a non-negative integer"
+        );
+        let mut p = provider_json();
+        p["local"] =
+            json!({"inline": "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----"});
+        assert!(error_of(spec_with(p)).starts_with(
+            "config.providers.dev-example.local.inline: not a usable PEM public key or JWKS"
+        ));
+        let mut p = provider_json();
+        p["local"] = json!({"secretRef": {"name": "s"}});
+        assert!(
+            error_of(spec_with(p))
+                .contains("local.secretRef: a proxy-wasm filter cannot read Kubernetes Secrets")
+        );
+        let mut p = provider_json();
+        p["claimsToHeaders"] = json!([{"claim": "org", "header": "bad header"}]);
+        assert!(
+            error_of(spec_with(p))
+                .starts_with("config.providers.dev-example.claimsToHeaders[0].header:")
+        );
+        assert!(error_of(json!([1])).starts_with("configuration: expected a JSON object"));
+        assert!(error_of(json!({"policies": []})).starts_with("policies: must hold"));
+        assert!(
+            parse(b"{not json")
+                .unwrap_err()
+                .to_string()
+                .starts_with("configuration: not valid JSON")
+        );
+        let mut p = provider_json();
+        p["remote"] = json!({"url": "https://idp.example/jwks", "timeout": "soon"});
+        p.as_object_mut().unwrap().remove("local");
+        assert!(error_of(spec_with(p)).starts_with(
+            "config.providers.dev-example.remote.timeout: \"soon\" is not a duration"
+        ));
+        let routes = json!({"applyToRoutes": [{"route": {"labels": {"a": 1}}}], "config": {"providers": {"p": provider_json()}}});
+        assert_eq!(
+            error_of(routes),
+            "applyToRoutes[0].route.labels.a: expected a string"
+        );
+    }
+
+    #[test]
+    fn remote_cluster_is_derived_in_istio_form() {
+        let remote = |r: Value| {
+            let spec = spec_with(json!({"remote": r}));
+            match &parse(spec.to_string().as_bytes()).unwrap().policies[0].providers[0].keys {
+                KeySource::Remote(r) => r.clone(),
+                KeySource::Local(_) => unreachable!(),
+            }
+        };
+        let r = remote(json!({"url": "https://idp.example.com/.well-known/jwks.json"}));
+        assert_eq!(
+            (r.cluster.as_str(), r.authority.as_str(), r.path.as_str()),
+            (
+                "outbound|443||idp.example.com",
+                "idp.example.com",
+                "/.well-known/jwks.json"
+            )
+        );
+        assert_eq!(
+            (r.cache_duration_ms, r.timeout_ms, r.async_fetch),
+            (300_000, 5_000, false)
+        );
+        let r = remote(
+            json!({"url": "http://jwks:8080/keys?x=1", "cacheDuration": "1.5s", "timeout": "250ms"}),
+        );
+        assert_eq!(
+            (
+                r.cluster.as_str(),
+                r.path.as_str(),
+                r.cache_duration_ms,
+                r.timeout_ms
+            ),
+            ("outbound|8080||jwks", "/keys?x=1", 1500, 250)
+        );
+        let r = remote(
+            json!({"url": "http://idp/keys", "destinationRef": {"ref": {"name": "idp", "namespace": "auth"}, "port": {"number": 9000}}}),
+        );
+        assert_eq!(r.cluster, "outbound|9000||idp.auth.svc.cluster.local");
+        let r = remote(json!({"url": "http://idp/keys", "cluster": "jwks_cluster"}));
+        assert_eq!(r.cluster, "jwks_cluster");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ms("300s"), Some(300_000));
+        assert_eq!(parse_duration_ms("1.5s"), Some(1_500));
+        assert_eq!(parse_duration_ms("5m"), Some(300_000));
+        assert_eq!(parse_duration_ms("1h30m"), Some(5_400_000));
+        assert_eq!(parse_duration_ms("10"), None);
+        assert_eq!(parse_duration_ms("s"), None);
+        assert_eq!(parse_duration_ms(""), None);
+        assert_eq!(parse_duration_ms("9999999999999h"), None);
+    }
+
+    #[test]
+    fn oldest_policy_first() {
+        let res = |name: &str, ts: Option<&str>| {
+            let mut meta = json!({"name": name});
+            if let Some(ts) = ts {
+                meta["creationTimestamp"] = json!(ts);
+            }
+            json!({"kind": "JWTPolicy", "metadata": meta, "spec": spec_with(provider_json())})
+        };
+        let c = parse(json!({"policies": [res("new", Some("2024-05-01T00:00:00Z")), res("old", Some("2023-01-01T10:00:00+02:00")), res("none", None)]}).to_string().as_bytes()).unwrap();
+        let names: Vec<_> = c.policies.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["old", "new", "none"]);
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339("2000-03-01T00:00:00.123Z"), Some(951_868_800));
+        assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+
+    #[test]
+    fn spoofable_headers_are_the_replaced_claim_headers_and_the_payload_header() {
+        let mut p = provider_json();
+        p["claimsToHeaders"] = json!([{"claim": "org", "header": "X-Org"}, {"claim": "email", "header": "x-email", "append": true}]);
+        p["outputPayloadToHeader"] = json!("X-Jwt-Payload");
+        let c = parse(spec_with(p).to_string().as_bytes()).unwrap();
+        assert_eq!(
+            c.policies[0].spoofable_headers,
+            vec!["x-org", "x-jwt-payload"]
+        );
+    }
+}

@@ -103,3 +103,132 @@ pub fn verifies(material: &Material, alg: Alg, msg: &[u8], signature: &[u8]) -> 
 fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jwks::parse_pem;
+    use crate::jwt::parse;
+    use crate::testkit::{jwk, jwks_of, pem, token};
+    use serde_json::json;
+
+    fn check(token_name: &str, jwks: &Jwks) -> Result<(), Status> {
+        verify_signature(&parse(&token(token_name)).unwrap(), jwks)
+    }
+
+    #[test]
+    fn every_algorithm_verifies_with_its_jwk() {
+        let jwks = jwks_of(vec![
+            jwk("rsa", json!({})),
+            jwk("ec256", json!({})),
+            jwk("ec384", json!({})),
+            jwk("ec521", json!({})),
+            jwk("ed25519", json!({})),
+            jwk("hmac", json!({})),
+        ]);
+        for alg in [
+            "RS256",
+            "RS384",
+            "RS512",
+            "PS256",
+            "PS384",
+            "PS512",
+            "ES256",
+            "ES384",
+            "ES512",
+            "EdDSA",
+            "Ed25519_alg_name",
+            "HS256",
+            "HS384",
+            "HS512",
+        ] {
+            assert_eq!(check(alg, &jwks), Ok(()), "{alg}");
+        }
+    }
+
+    #[test]
+    fn every_asymmetric_algorithm_verifies_with_its_pem() {
+        for (key, algs) in [
+            ("rsa", &["RS256", "PS512"][..]),
+            ("ec256", &["ES256"]),
+            ("ec384", &["ES384"]),
+            ("ec521", &["ES512"]),
+            ("ed25519", &["EdDSA"]),
+        ] {
+            let jwks = parse_pem(&pem(key)).unwrap();
+            for alg in algs {
+                assert_eq!(check(alg, &jwks), Ok(()), "{alg} with {key} PEM");
+            }
+        }
+    }
+
+    #[test]
+    fn several_pem_blocks_make_several_keys() {
+        let jwks = parse_pem(&format!("{}\n{}", pem("rsa_other"), pem("ec256"))).unwrap();
+        assert_eq!(jwks.keys.len(), 2);
+        assert_eq!(check("ES256", &jwks), Ok(()));
+    }
+
+    #[test]
+    fn rsa_pem_never_verifies_an_hmac_keyed_with_its_own_text() {
+        let jwks = parse_pem(&pem("rsa")).unwrap();
+        assert_eq!(
+            check("HS256_rsa_pem_secret", &jwks),
+            Err(Status::JwtVerificationFail)
+        );
+    }
+
+    #[test]
+    fn kid_and_alg_select_keys() {
+        let jwks = jwks_of(vec![jwk("rsa", json!({"alg": "RS256"}))]);
+        assert_eq!(check("RS256", &jwks), Ok(()));
+        assert_eq!(check("RS256_no_kid", &jwks), Ok(()));
+        assert_eq!(
+            check("RS256_unknown_kid", &jwks),
+            Err(Status::JwksKidAlgMismatch)
+        );
+        assert_eq!(
+            check("RS384", &jwks),
+            Err(Status::JwksKidAlgMismatch),
+            "key alg RS256 skips an RS384 token"
+        );
+        let eddsa = jwks_of(vec![jwk("ed25519", json!({"alg": "EdDSA"}))]);
+        assert_eq!(
+            check("Ed25519_alg_name", &eddsa),
+            Ok(()),
+            "EdDSA and Ed25519 name one algorithm"
+        );
+    }
+
+    #[test]
+    fn forged_tokens_fail() {
+        let jwks = jwks_of(vec![jwk("rsa", json!({})), jwk("ec256", json!({}))]);
+        assert_eq!(
+            check("RS256_tampered", &jwks),
+            Err(Status::JwtVerificationFail)
+        );
+        assert_eq!(
+            check("RS256_other_key", &jwks),
+            Err(Status::JwtVerificationFail)
+        );
+        let ec = jwks_of(vec![jwk("ec384", json!({}))]);
+        assert_eq!(
+            check("ES256_signed_as_ES384_curve", &ec),
+            Err(Status::JwtVerificationFail)
+        );
+    }
+
+    #[test]
+    fn a_key_without_kid_is_tried_by_a_token_with_kid() {
+        let mut no_kid = jwk("rsa", json!({}));
+        no_kid.as_object_mut().unwrap().remove("kid");
+        assert_eq!(check("RS256_unknown_kid", &jwks_of(vec![no_kid])), Ok(()));
+    }
+
+    #[test]
+    fn constant_time_compare() {
+        assert!(ct_eq(b"abc", b"abc"));
+        assert!(!ct_eq(b"abc", b"abd"));
+        assert!(!ct_eq(b"abc", b"ab"));
+    }
+}
