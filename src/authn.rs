@@ -12,6 +12,9 @@ use crate::verify;
 /// What the key store holds for one provider right now.
 pub enum Keys<'a> {
     Ready(&'a Jwks),
+    /// Usable keys that may be refetched now: a token whose `kid` none of them has waits for
+    /// the refetch instead of failing at once (key rotation).
+    Refetchable(&'a Jwks),
     /// Not fetched yet: the request must wait.
     Pending,
     /// Fetching failed and no good keys are left.
@@ -159,6 +162,13 @@ fn check_token<'k>(
             })
             .and_then(|()| match keys(i) {
                 Keys::Ready(jwks) => verify::verify_signature(&jwt, jwks),
+                Keys::Refetchable(jwks) => match verify::verify_signature(&jwt, jwks) {
+                    Err(Status::JwksKidAlgMismatch) => {
+                        pending.push(i);
+                        Ok(())
+                    }
+                    other => other,
+                },
                 Keys::Failed => Err(Status::JwksFetchFail),
                 Keys::Pending => {
                     pending.push(i);

@@ -1,9 +1,11 @@
-//! The host glue: gathers the request view, asks the core, applies the decision. Every hostcall
+//! The host glue: gathers the request view, asks the core, applies the decision; fetches remote
+//! JWKS from the root context and parks/resumes the requests that wait for them. Every hostcall
 //! goes through the `Result`-returning `hostcalls` functions, so nothing here can panic on what
-//! a client or a configuration sends.
+//! a client, a JWKS server or a configuration sends.
 
+use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 use log::{debug, error, info, warn};
 use proxy_wasm::hostcalls;
@@ -12,73 +14,397 @@ use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
 
 use crate::authn::{self, Decision, HeaderOp, Keys, RequestView};
 use crate::config;
+use crate::jwks_cache::{self, FetchError, Record, Source, State};
+use crate::metrics::{Counter, Metrics};
 use crate::policy::{Config, KeySource};
 use crate::select;
+use crate::status::Status;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Trace);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { config: None }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { worker: None }) });
 }}
 
-struct Root {
-    config: Option<Rc<Config>>,
+/// Tick while requests wait or fetches run (deadline sweep, polling other workers' fetches).
+const BUSY_TICK_MS: u64 = 20;
+/// Tick otherwise, when remote keys exist (background refresh).
+const IDLE_TICK_MS: u64 = 1_000;
+
+fn now_ms() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-impl Context for Root {}
+/// A request paused until its providers' keys are ready.
+struct Waiter {
+    context_id: u32,
+    sources: Vec<usize>,
+    deadline_ms: u64,
+}
 
-impl RootContext for Root {
-    fn on_configure(&mut self, _size: usize) -> bool {
-        let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
-            Ok(Some(bytes)) => bytes,
-            Ok(None) => Vec::new(),
-            Err(status) => {
-                error!("invalid configuration: configuration: cannot be read ({status:?})");
-                return false;
+/// Everything one VM (one Envoy worker) knows, shared by its root and HTTP contexts.
+struct Worker {
+    config: Rc<Config>,
+    /// Remote JWKS sources, deduplicated by cluster and URL.
+    sources: Vec<Source>,
+    /// `source_of[policy][provider]`: the provider's source (`None`: local keys).
+    source_of: Vec<Vec<Option<usize>>>,
+    waiters: Vec<Waiter>,
+    /// Callouts in flight: (token, source).
+    callouts: Vec<(u32, usize)>,
+    /// The shared-data version of each source's record last adopted.
+    seen_cas: Vec<Option<u32>>,
+    metrics: Metrics,
+    tick_ms: u64,
+}
+
+impl Worker {
+    fn new(config: Config) -> Worker {
+        let mut sources: Vec<Source> = Vec::new();
+        let source_of = config
+            .policies
+            .iter()
+            .map(|p| {
+                p.providers
+                    .iter()
+                    .map(|pr| match &pr.keys {
+                        KeySource::Local(_) => None,
+                        KeySource::Remote(r) => Some(
+                            sources
+                                .iter()
+                                .position(|s| {
+                                    s.remote.cluster == r.cluster && s.remote.url == r.url
+                                })
+                                .unwrap_or_else(|| {
+                                    sources.push(Source::new(r.clone()));
+                                    sources.len() - 1
+                                }),
+                        ),
+                    })
+                    .collect()
+            })
+            .collect();
+        Worker {
+            config: Rc::new(config),
+            seen_cas: vec![None; sources.len()],
+            sources,
+            source_of,
+            waiters: Vec::new(),
+            callouts: Vec::new(),
+            metrics: Metrics::define(),
+            tick_ms: 0,
+        }
+    }
+
+    fn set_tick(&mut self, ms: u64) {
+        if self.tick_ms != ms && hostcalls::set_tick_period(Duration::from_millis(ms)).is_ok() {
+            self.tick_ms = ms;
+        }
+    }
+
+    /// Adopts what another worker published for this source, if it changed since last seen.
+    fn sync(&mut self, si: usize) {
+        let (Some(source), Some(seen)) = (self.sources.get_mut(si), self.seen_cas.get_mut(si))
+        else {
+            return;
+        };
+        if let Ok((Some(bytes), cas)) = hostcalls::get_shared_data(&source.shared_key)
+            && std::mem::replace(seen, cas) != cas
+            && let Some(record) = Record::decode(&bytes)
+            && record != source.record
+        {
+            source.adopt(record);
+        }
+    }
+
+    /// Decides the request of the effective context; `Continue` lets it go on.
+    fn process(&mut self, context_id: u32) -> Action {
+        let config = Rc::clone(&self.config);
+        let Some(pi) = select::governing(&config) else {
+            return Action::Continue;
+        };
+        let Some(policy) = config.policies.get(pi) else {
+            return Action::Continue;
+        };
+        let headers = match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
+            Ok(headers) => headers,
+            Err(e) => {
+                error!("cannot read the request headers ({e:?})");
+                return reply(500, None, "jwt policy filter cannot read the request");
             }
         };
-        match config::parse(&bytes) {
-            Ok(config) => {
-                info!(
-                    "configured: {} polic{}",
-                    config.policies.len(),
-                    if config.policies.len() == 1 {
-                        "y"
-                    } else {
-                        "ies"
-                    }
-                );
-                self.config = Some(Rc::new(config));
-                true
+        let routes = self.source_of.get(pi).cloned().unwrap_or_default();
+        for si in routes.iter().flatten() {
+            if matches!(
+                self.sources.get(*si).map(|s| s.state(now_ms())),
+                Some(State::Pending)
+            ) {
+                self.sync(*si);
             }
-            Err(e) => {
-                error!("invalid configuration: {e}");
-                false
+        }
+        let now = now_ms();
+        let sources = &self.sources;
+        let keys = |i: usize| match (
+            policy.providers.get(i).map(|p| &p.keys),
+            routes.get(i).copied().flatten(),
+        ) {
+            (Some(KeySource::Local(jwks)), _) => Keys::Ready(jwks),
+            (_, Some(si)) => match sources.get(si).map(|s| s.state(now)) {
+                Some(State::Ready {
+                    jwks,
+                    may_refetch: true,
+                }) => Keys::Refetchable(jwks),
+                Some(State::Ready { jwks, .. }) => Keys::Ready(jwks),
+                Some(State::Pending) => Keys::Pending,
+                _ => Keys::Failed,
+            },
+            _ => Keys::Failed,
+        };
+        match authn::decide(
+            policy,
+            &RequestView { headers: &headers },
+            now / 1000,
+            &keys,
+        ) {
+            Decision::Allow {
+                ops,
+                clear_route_cache,
+            } => {
+                for op in &ops {
+                    if let Err(e) = apply(op) {
+                        warn!("cannot change the request headers ({e:?})");
+                    }
+                }
+                if clear_route_cache {
+                    let _ = hostcalls::call_foreign_function("clear_route_cache", Some(&[]));
+                }
+                self.metrics.inc(Counter::Allowed);
+                Action::Continue
+            }
+            Decision::Deny {
+                status,
+                www_authenticate,
+            } => {
+                debug!("{} denied a request: {status}", policy.name);
+                self.metrics.inc(Counter::Denied(status.family()));
+                reply(status.http_code(), Some(&www_authenticate), status.as_str())
+            }
+            Decision::WaitForKeys(providers) => {
+                let waiting: Vec<usize> = providers
+                    .iter()
+                    .filter_map(|i| routes.get(*i).copied().flatten())
+                    .collect();
+                let mut timeout = 0;
+                for si in &waiting {
+                    if let Some(s) = self.sources.get_mut(*si) {
+                        s.wanted = true;
+                        timeout = timeout.max(s.remote.timeout_ms);
+                    }
+                }
+                let deadline_ms = now
+                    .saturating_add(timeout)
+                    .saturating_add(jwks_cache::DEADLINE_MARGIN_MS);
+                self.waiters.push(Waiter {
+                    context_id,
+                    sources: waiting,
+                    deadline_ms,
+                });
+                self.metrics.inc(Counter::RequestsPaused);
+                self.set_tick(1);
+                Action::Pause
             }
         }
     }
 
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+    /// Takes the cross-worker lease on a source's fetch.
+    fn take_lease(source: &Source, now: u64) -> bool {
+        let key = format!("{}.lease", source.shared_key);
+        let Ok((value, cas)) = hostcalls::get_shared_data(&key) else {
+            return false;
+        };
+        let held_until = value
+            .and_then(|v| {
+                v.get(..8)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u64::from_le_bytes)
+            })
+            .unwrap_or(0);
+        if held_until > now || cas.is_none() {
+            return false;
+        }
+        let until = now
+            .saturating_add(source.remote.timeout_ms)
+            .saturating_add(jwks_cache::DEADLINE_MARGIN_MS);
+        hostcalls::set_shared_data(&key, Some(&until.to_le_bytes()), cas).is_ok()
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Request {
-            config: self.config.clone(),
-        }))
+    fn release_lease(source: &Source) {
+        let _ = hostcalls::set_shared_data(
+            &format!("{}.lease", source.shared_key),
+            Some(&0u64.to_le_bytes()),
+            None,
+        );
+    }
+
+    /// Creates the lease entries so that taking one is always a compare-and-swap.
+    fn prepare_leases(&self) {
+        for s in &self.sources {
+            let key = format!("{}.lease", s.shared_key);
+            if let Ok((None, _)) = hostcalls::get_shared_data(&key) {
+                let _ = hostcalls::set_shared_data(&key, Some(&0u64.to_le_bytes()), None);
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let now = now_ms();
+        for si in 0..self.sources.len() {
+            self.sync(si);
+            let Some(source) = self.sources.get_mut(si) else {
+                continue;
+            };
+            if source.expire_in_flight(now) {
+                warn!("JWKS fetch from {} timed out", source.remote.url);
+            }
+            if !source.should_fetch(now) || !Self::take_lease(source, now) {
+                continue;
+            }
+            let r = &source.remote;
+            let headers = vec![
+                (":method", "GET"),
+                (":path", r.path.as_str()),
+                (":authority", r.authority.as_str()),
+                ("accept", "application/json"),
+            ];
+            match hostcalls::dispatch_http_call(
+                &r.cluster,
+                headers,
+                None,
+                vec![],
+                Duration::from_millis(r.timeout_ms.max(1)),
+            ) {
+                Ok(token) => {
+                    debug!("fetching JWKS {} from cluster {}", r.url, r.cluster);
+                    source.fetch_started(now);
+                    self.callouts.push((token, si));
+                }
+                Err(e) => {
+                    warn!(
+                        "cannot fetch JWKS {} from cluster {} ({e:?}): is the cluster defined?",
+                        r.url, r.cluster
+                    );
+                    let failed = source.fetch_done(now, Err(FetchError::NoResponse)).is_err();
+                    Self::publish(source);
+                    Self::release_lease(source);
+                    if failed {
+                        self.metrics.inc(Counter::JwksFetchFailure);
+                    }
+                }
+            }
+        }
+        self.resume_waiters(now);
+    }
+
+    fn publish(source: &Source) {
+        let _ = hostcalls::set_shared_data(&source.shared_key, Some(&source.record.encode()), None);
+    }
+
+    fn on_fetch_response(&mut self, token: u32, num_headers: usize, body_size: usize) {
+        let Some(pos) = self.callouts.iter().position(|(t, _)| *t == token) else {
+            return;
+        };
+        let (_, si) = self.callouts.swap_remove(pos);
+        let result = read_jwks_response(num_headers, body_size);
+        let now = now_ms();
+        let Some(source) = self.sources.get_mut(si) else {
+            return;
+        };
+        match source.fetch_done(now, result) {
+            Ok(_) => {
+                info!("fetched JWKS {}", source.remote.url);
+                self.metrics.inc(Counter::JwksFetchSuccess);
+            }
+            Err(e) => {
+                warn!("JWKS fetch from {} failed: {e}", source.remote.url);
+                self.metrics.inc(Counter::JwksFetchFailure);
+            }
+        }
+        Self::publish(source);
+        Self::release_lease(source);
+        self.resume_waiters(now);
+    }
+
+    /// Answers every waiting request whose keys are settled, or whose deadline passed.
+    fn resume_waiters(&mut self, now: u64) {
+        let waiters = std::mem::take(&mut self.waiters);
+        for w in waiters {
+            let settled = w.sources.iter().all(|si| {
+                !matches!(
+                    self.sources.get(*si).map(|s| s.state(now)),
+                    Some(State::Pending)
+                )
+            }) && w.sources.iter().all(|si| {
+                self.sources.get(*si).is_some_and(|s| {
+                    !s.wanted || s.in_flight_until.is_none() && !s.should_fetch(now)
+                })
+            });
+            if !settled && now < w.deadline_ms {
+                self.waiters.push(w);
+                continue;
+            }
+            if hostcalls::set_effective_context(w.context_id).is_err() {
+                continue; // the request is gone
+            }
+            if !settled {
+                let status = Status::JwksFetchFail;
+                self.metrics.inc(Counter::Denied(status.family()));
+                reply(status.http_code(), None, status.as_str());
+                continue;
+            }
+            if let Action::Continue = self.process(w.context_id)
+                && let Err(e) = hostcalls::resume_http_request()
+            {
+                warn!("cannot resume a request ({e:?})");
+            }
+        }
+        let busy = !self.waiters.is_empty() || !self.callouts.is_empty();
+        self.set_tick(if busy {
+            BUSY_TICK_MS
+        } else if self.sources.is_empty() {
+            0
+        } else {
+            IDLE_TICK_MS
+        });
+    }
+
+    fn forget(&mut self, context_id: u32) {
+        self.waiters.retain(|w| w.context_id != context_id);
     }
 }
 
-struct Request {
-    config: Option<Rc<Config>>,
-}
-
-impl Context for Request {}
-
-fn now_seconds() -> u64 {
-    hostcalls::get_current_time()
+/// The body of a JWKS callout response, or why there is none.
+fn read_jwks_response(num_headers: usize, body_size: usize) -> Result<Vec<u8>, FetchError> {
+    if num_headers == 0 {
+        return Err(FetchError::NoResponse);
+    }
+    let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
         .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_secs())
+        .flatten()
+        .unwrap_or_default();
+    if status != b"200" {
+        return Err(FetchError::Status(
+            String::from_utf8_lossy(&status).into_owned(),
+        ));
+    }
+    if body_size > jwks_cache::MAX_JWKS_BYTES {
+        return Err(FetchError::TooLarge(body_size));
+    }
+    match hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size) {
+        Ok(body) => Ok(body.unwrap_or_default()),
+        Err(_) => Err(FetchError::NoResponse),
+    }
 }
 
 fn apply(op: &HeaderOp) -> Result<(), proxy_wasm::types::Status> {
@@ -102,52 +428,97 @@ fn reply(status: u32, www_authenticate: Option<&str>, body: &str) -> Action {
     Action::Pause
 }
 
+struct Root {
+    worker: Option<Rc<RefCell<Worker>>>,
+}
+
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        if let Some(mut w) = self.worker.as_ref().and_then(|w| w.try_borrow_mut().ok()) {
+            w.on_fetch_response(token_id, num_headers, body_size);
+        }
+    }
+}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
+            Ok(bytes) => bytes.unwrap_or_default(),
+            Err(status) => {
+                error!("invalid configuration: configuration: cannot be read ({status:?})");
+                return false;
+            }
+        };
+        let config = match config::parse(&bytes) {
+            Ok(config) => config,
+            Err(e) => {
+                error!("invalid configuration: {e}");
+                return false;
+            }
+        };
+        let count = config.policies.len();
+        let mut worker = Worker::new(config);
+        worker.prepare_leases();
+        let eager = worker.sources.iter().any(|s| s.remote.async_fetch);
+        worker.set_tick(if eager {
+            1
+        } else if worker.sources.is_empty() {
+            0
+        } else {
+            IDLE_TICK_MS
+        });
+        info!(
+            "configured: {count} polic{}, {} remote JWKS source(s)",
+            if count == 1 { "y" } else { "ies" },
+            worker.sources.len()
+        );
+        self.worker = Some(Rc::new(RefCell::new(worker)));
+        true
+    }
+
+    fn on_tick(&mut self) {
+        if let Some(mut w) = self.worker.as_ref().and_then(|w| w.try_borrow_mut().ok()) {
+            w.on_tick();
+        }
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Request {
+            context_id,
+            worker: self.worker.clone(),
+        }))
+    }
+}
+
+struct Request {
+    context_id: u32,
+    worker: Option<Rc<RefCell<Worker>>>,
+}
+
+impl Context for Request {
+    fn on_done(&mut self) -> bool {
+        if let Some(mut w) = self.worker.as_ref().and_then(|w| w.try_borrow_mut().ok()) {
+            w.forget(self.context_id);
+        }
+        true
+    }
+}
+
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let Some(config) = self.config.clone() else {
-            return reply(500, None, "jwt policy filter is not configured");
-        };
-        let Some(policy) = select::governing(&config) else {
-            return Action::Continue;
-        };
-        let headers = match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
-            Ok(headers) => headers,
-            Err(e) => {
-                error!("cannot read the request headers ({e:?})");
-                return reply(500, None, "jwt policy filter cannot read the request");
-            }
-        };
-        let view = RequestView { headers: &headers };
-        let keys = |i: usize| match policy.providers.get(i).map(|p| &p.keys) {
-            Some(KeySource::Local(jwks)) => Keys::Ready(jwks),
-            _ => Keys::Failed,
-        };
-        match authn::decide(policy, &view, now_seconds(), &keys) {
-            Decision::Allow {
-                ops,
-                clear_route_cache,
-            } => {
-                for op in &ops {
-                    if let Err(e) = apply(op) {
-                        warn!("cannot change the request headers ({e:?})");
-                    }
-                }
-                if clear_route_cache {
-                    let _ = hostcalls::call_foreign_function("clear_route_cache", Some(&[]));
-                }
-                Action::Continue
-            }
-            Decision::Deny {
-                status,
-                www_authenticate,
-            } => {
-                debug!("denied by {}: {}", policy.name, status);
-                reply(status.http_code(), Some(&www_authenticate), status.as_str())
-            }
-            Decision::WaitForKeys(_) => {
-                let status = crate::status::Status::JwksFetchFail;
-                reply(status.http_code(), None, status.as_str())
-            }
+        match self.worker.as_ref().map(|w| w.try_borrow_mut()) {
+            Some(Ok(mut w)) => w.process(self.context_id),
+            _ => reply(500, None, "jwt policy filter is not configured"),
         }
     }
 }

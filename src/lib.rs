@@ -11,6 +11,7 @@ pub mod claims;
 pub mod config;
 pub mod extract;
 pub mod jwks;
+pub mod jwks_cache;
 pub mod jwt;
 pub mod policy;
 pub mod select;
@@ -19,6 +20,8 @@ pub mod verify;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;
+#[cfg(target_arch = "wasm32")]
+mod metrics;
 
 #[cfg(test)]
 mod testkit;

@@ -2,12 +2,12 @@
 //! policy of this instance's phase governs (route and destination selectors are parsed and
 //! validated; matching them is the next step).
 
-use crate::policy::{Config, Policy};
+use crate::policy::Config;
 
-/// The governing policy, if any: policies are kept oldest first.
-pub fn governing(config: &Config) -> Option<&Policy> {
+/// The index of the governing policy, if any: policies are kept oldest first.
+pub fn governing(config: &Config) -> Option<usize> {
     config
         .policies
         .iter()
-        .find(|p| config.settings.phase.is_none_or(|phase| p.phase == phase))
+        .position(|p| config.settings.phase.is_none_or(|phase| p.phase == phase))
 }

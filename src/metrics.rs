@@ -1,0 +1,76 @@
+//! Envoy counters (shown at the admin `/stats` as `wasmcustom.jwt_policy.*`). Defined once per
+//! VM; a counter that cannot be defined is simply not recorded.
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::MetricType;
+
+use crate::status::Family;
+
+pub enum Counter {
+    Allowed,
+    Denied(Family),
+    JwksFetchSuccess,
+    JwksFetchFailure,
+    RequestsPaused,
+}
+
+const FAMILIES: [Family; 8] = [
+    Family::Missing,
+    Family::Malformed,
+    Family::Issuer,
+    Family::Time,
+    Family::Audience,
+    Family::Signature,
+    Family::Jwks,
+    Family::Claims,
+];
+
+#[derive(Default)]
+pub struct Metrics {
+    allowed: Option<u32>,
+    denied: Option<u32>,
+    denied_by: [Option<u32>; 8],
+    fetch_success: Option<u32>,
+    fetch_failure: Option<u32>,
+    paused: Option<u32>,
+}
+
+fn counter(name: &str) -> Option<u32> {
+    hostcalls::define_metric(MetricType::Counter, &format!("jwt_policy.{name}")).ok()
+}
+
+impl Metrics {
+    pub fn define() -> Metrics {
+        let mut m = Metrics {
+            allowed: counter("allowed"),
+            denied: counter("denied"),
+            fetch_success: counter("jwks_fetch_success"),
+            fetch_failure: counter("jwks_fetch_failure"),
+            paused: counter("requests_paused"),
+            ..Metrics::default()
+        };
+        for (slot, family) in m.denied_by.iter_mut().zip(FAMILIES) {
+            *slot = counter(&format!("denied.{}", family.as_str()));
+        }
+        m
+    }
+
+    pub fn inc(&self, c: Counter) {
+        let ids = match c {
+            Counter::Allowed => [self.allowed, None],
+            Counter::Denied(family) => {
+                let i = FAMILIES.iter().position(|f| *f == family);
+                [
+                    self.denied,
+                    i.and_then(|i| self.denied_by.get(i).copied().flatten()),
+                ]
+            }
+            Counter::JwksFetchSuccess => [self.fetch_success, None],
+            Counter::JwksFetchFailure => [self.fetch_failure, None],
+            Counter::RequestsPaused => [self.paused, None],
+        };
+        for id in ids.into_iter().flatten() {
+            let _ = hostcalls::increment_metric(id, 1);
+        }
+    }
+}
