@@ -195,8 +195,15 @@ pub fn parse(bytes: &[u8]) -> Result<Config> {
     } else {
         (vec![parse_policy(&root, "", 0)?], Settings::default())
     };
-    // Oldest first: by creation time when both have one, else list order (a stable sort).
-    policies.sort_by_key(|p| p.created.unwrap_or(i64::MAX));
+    // Evaluation order: phase, then priority (lowest first), then age (creation time, else
+    // list order: the sort is stable).
+    policies.sort_by_key(|p| {
+        (
+            p.phase == Phase::PostAuthz,
+            p.priority,
+            p.created.unwrap_or(i64::MAX),
+        )
+    });
     Ok(Config { policies, settings })
 }
 

@@ -17,8 +17,9 @@ use crate::config;
 use crate::jwks_cache::{self, FetchError, Record, Source, State};
 use crate::metrics::{Counter, Metrics};
 use crate::policy::{Config, KeySource};
-use crate::select;
+use crate::select::{self, RouteInfo};
 use crate::status::Status;
+use std::collections::BTreeMap;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Trace);
@@ -122,7 +123,8 @@ impl Worker {
     /// Decides the request of the effective context; `Continue` lets it go on.
     fn process(&mut self, context_id: u32) -> Action {
         let config = Rc::clone(&self.config);
-        let Some(pi) = select::governing(&config) else {
+        let mut route = HostRoute::new(&config.settings.route_labels_namespace);
+        let Some(pi) = select::governing(&config, &mut route) else {
             return Action::Continue;
         };
         let Some(policy) = config.policies.get(pi) else {
@@ -381,6 +383,78 @@ impl Worker {
 
     fn forget(&mut self, context_id: u32) {
         self.waiters.retain(|w| w.context_id != context_id);
+    }
+}
+
+fn property(path: &[&str]) -> Option<Vec<u8>> {
+    hostcalls::get_property(path.to_vec()).ok().flatten()
+}
+
+fn string_property(path: &[&str]) -> Option<String> {
+    property(path).and_then(|b| String::from_utf8(b).ok())
+}
+
+/// The request's route and upstream, each property read from the host at most once.
+struct HostRoute<'a> {
+    ns: &'a str,
+    labels: Option<Option<BTreeMap<String, String>>>,
+    namespace: Option<Option<String>>,
+    name: Option<Option<String>>,
+    cluster: Option<Option<String>>,
+}
+
+impl<'a> HostRoute<'a> {
+    fn new(ns: &'a str) -> Self {
+        HostRoute {
+            ns,
+            labels: None,
+            namespace: None,
+            name: None,
+            cluster: None,
+        }
+    }
+}
+
+impl RouteInfo for HostRoute<'_> {
+    fn route_labels(&mut self) -> Option<&BTreeMap<String, String>> {
+        let ns = self.ns;
+        self.labels
+            .get_or_insert_with(|| {
+                property(&["xds", "route_metadata", "filter_metadata", ns, "labels"])
+                    .and_then(|b| select::decode_pairs(&b))
+            })
+            .as_ref()
+    }
+
+    fn route_namespace(&mut self) -> Option<&str> {
+        let ns = self.ns;
+        self.namespace
+            .get_or_insert_with(|| {
+                string_property(&["xds", "route_metadata", "filter_metadata", ns, "namespace"])
+            })
+            .as_deref()
+    }
+
+    fn route_name(&mut self) -> Option<&str> {
+        self.name
+            .get_or_insert_with(|| string_property(&["xds", "route_name"]))
+            .as_deref()
+    }
+
+    fn cluster_name(&mut self) -> Option<&str> {
+        self.cluster
+            .get_or_insert_with(|| string_property(&["xds", "cluster_name"]))
+            .as_deref()
+    }
+
+    fn local_service(&mut self) -> Option<(String, String)> {
+        let namespace = string_property(&["node", "metadata", "NAMESPACE"])?;
+        let labels =
+            property(&["node", "metadata", "LABELS"]).and_then(|b| select::decode_pairs(&b))?;
+        let name = labels
+            .get("service.istio.io/canonical-name")
+            .or_else(|| labels.get("app"))?;
+        Some((name.clone(), namespace))
     }
 }
 

@@ -1,13 +1,470 @@
-//! Which policy governs a request. For now every policy selects every request, so the oldest
-//! policy of this instance's phase governs (route and destination selectors are parsed and
-//! validated; matching them is the next step).
+//! Which policy governs a request: the first, in (priority, age) order, of this instance's
+//! phase whose route or destination selectors match. Request properties are read lazily through
+//! [`RouteInfo`], each at most once, and only when some policy needs it.
 
-use crate::policy::Config;
+use std::collections::BTreeMap;
 
-/// The index of the governing policy, if any: policies are kept oldest first.
-pub fn governing(config: &Config) -> Option<usize> {
-    config
-        .policies
-        .iter()
-        .position(|p| config.settings.phase.is_none_or(|phase| p.phase == phase))
+use crate::policy::{Config, DestinationSelector, Policy, RouteSelector};
+
+/// What the host knows about the request's route and upstream.
+pub trait RouteInfo {
+    /// The route's labels (route metadata `filter_metadata.<ns>.labels`).
+    fn route_labels(&mut self) -> Option<&BTreeMap<String, String>>;
+    /// The route's namespace (route metadata `filter_metadata.<ns>.namespace`).
+    fn route_namespace(&mut self) -> Option<&str>;
+    /// The route's name (`xds.route_name`).
+    fn route_name(&mut self) -> Option<&str>;
+    /// The upstream cluster's name (`xds.cluster_name`).
+    fn cluster_name(&mut self) -> Option<&str>;
+    /// This workload's service `(name, namespace)`, for Istio `inbound|PORT||` clusters (node
+    /// metadata `LABELS["service.istio.io/canonical-name"]` or `LABELS["app"]`, and `NAMESPACE`).
+    fn local_service(&mut self) -> Option<(String, String)>;
+}
+
+/// A destination as an upstream cluster name describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    pub name: String,
+    pub namespace: Option<String>,
+    pub port: Option<u32>,
+    pub inbound: bool,
+}
+
+/// `outbound|PORT|SUBSET|NAME.NAMESPACE.svc.cluster.local`, `inbound|PORT||…`, or a plain
+/// Envoy cluster name (matched as the destination's name).
+pub fn parse_cluster_name(cluster: &str) -> Destination {
+    let parts: Vec<&str> = cluster.split('|').collect();
+    if let [direction @ ("outbound" | "inbound"), port, _subset, host] = parts.as_slice() {
+        let port = port.parse().ok();
+        let mut labels = host.split('.');
+        let name = labels.next().unwrap_or_default().to_owned();
+        let namespace = labels.next().map(str::to_owned);
+        return Destination {
+            name,
+            namespace,
+            port,
+            inbound: *direction == "inbound",
+        };
+    }
+    Destination {
+        name: cluster.to_owned(),
+        namespace: None,
+        port: None,
+        inbound: false,
+    }
+}
+
+fn route_selector_matches(sel: &RouteSelector, info: &mut dyn RouteInfo) -> bool {
+    if !sel.labels.is_empty() {
+        let Some(labels) = info.route_labels() else {
+            return false;
+        };
+        if !sel.labels.iter().all(|(k, v)| labels.get(k) == Some(v)) {
+            return false;
+        }
+    }
+    if let Some(name) = &sel.name
+        && info.route_name() != Some(name.as_str())
+    {
+        return false;
+    }
+    if let Some(ns) = &sel.namespace
+        && info.route_namespace() != Some(ns.as_str())
+    {
+        return false;
+    }
+    true
+}
+
+fn destination_selector_matches(sel: &DestinationSelector, info: &mut dyn RouteInfo) -> bool {
+    let everything = sel.name.is_none()
+        && sel.namespace.is_none()
+        && sel.port.is_none()
+        && sel.labels.is_empty();
+    if everything {
+        return true;
+    }
+    if !sel.labels.is_empty() {
+        // A proxy does not know its destinations' labels: such a selector never matches.
+        return false;
+    }
+    let Some(cluster) = info.cluster_name() else {
+        return false;
+    };
+    let mut dest = parse_cluster_name(cluster);
+    if dest.inbound {
+        let Some((name, namespace)) = info.local_service() else {
+            return false;
+        };
+        (dest.name, dest.namespace) = (name, Some(namespace));
+    }
+    sel.name.as_ref().is_none_or(|n| *n == dest.name)
+        && sel
+            .namespace
+            .as_ref()
+            .is_none_or(|ns| dest.namespace.as_ref() == Some(ns))
+        && sel.port.is_none_or(|p| dest.port == Some(p))
+}
+
+/// True when `policy` selects the request.
+pub fn selects(policy: &Policy, info: &mut dyn RouteInfo) -> bool {
+    let by_routes = |info: &mut dyn RouteInfo| match &policy.routes {
+        Some(list) => list.is_empty() || list.iter().any(|s| route_selector_matches(s, info)),
+        None => false,
+    };
+    let by_destinations = |info: &mut dyn RouteInfo| match &policy.destinations {
+        Some(list) => list.iter().any(|s| destination_selector_matches(s, info)),
+        None => false,
+    };
+    match (&policy.routes, &policy.destinations) {
+        (None, None) => true,
+        _ => by_routes(info) || by_destinations(info),
+    }
+}
+
+/// The index of the governing policy, if any (`config.policies` is already in priority and age
+/// order).
+pub fn governing(config: &Config, info: &mut dyn RouteInfo) -> Option<usize> {
+    config.policies.iter().position(|p| {
+        config.settings.phase.is_none_or(|phase| p.phase == phase) && selects(p, info)
+    })
+}
+
+/// Which properties any policy of `config` needs (so the filter reads no others).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Needs {
+    pub route_labels: bool,
+    pub route_namespace: bool,
+    pub route_name: bool,
+    pub cluster_name: bool,
+}
+
+impl Needs {
+    pub fn any(&self) -> bool {
+        self.route_labels || self.route_namespace || self.route_name || self.cluster_name
+    }
+}
+
+pub fn needs(config: &Config) -> Needs {
+    let mut n = Needs::default();
+    for p in &config.policies {
+        for r in p.routes.iter().flatten() {
+            n.route_labels |= !r.labels.is_empty();
+            n.route_name |= r.name.is_some();
+            n.route_namespace |= r.namespace.is_some();
+        }
+        for d in p.destinations.iter().flatten() {
+            n.cluster_name |= d.name.is_some() || d.namespace.is_some() || d.port.is_some();
+        }
+    }
+    n
+}
+
+/// Decodes a proxy-wasm pairs map (`u32` count, `u32` sizes, NUL-terminated keys and values),
+/// as the host serializes a metadata struct; `None` when malformed. Non-UTF-8 entries are skipped.
+pub fn decode_pairs(bytes: &[u8]) -> Option<BTreeMap<String, String>> {
+    let u32_at = |i: usize| {
+        bytes
+            .get(i..i + 4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_le_bytes)
+            .map(|v| v as usize)
+    };
+    let count = u32_at(0)?;
+    let mut data = 4usize.checked_add(count.checked_mul(8)?)?;
+    let mut out = BTreeMap::new();
+    for n in 0..count {
+        let (klen, vlen) = (u32_at(4 + n * 8)?, u32_at(8 + n * 8)?);
+        let key = bytes.get(data..data.checked_add(klen)?)?;
+        data = data.checked_add(klen)?.checked_add(1)?;
+        let value = bytes.get(data..data.checked_add(vlen)?)?;
+        data = data.checked_add(vlen)?.checked_add(1)?;
+        if let (Ok(k), Ok(v)) = (std::str::from_utf8(key), std::str::from_utf8(value)) {
+            out.insert(k.to_owned(), v.to_owned());
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+    use serde_json::{Value, json};
+
+    #[derive(Default)]
+    struct Info {
+        labels: Option<BTreeMap<String, String>>,
+        namespace: Option<String>,
+        name: Option<String>,
+        cluster: Option<String>,
+        local: Option<(String, String)>,
+        reads: Vec<&'static str>,
+    }
+
+    impl RouteInfo for Info {
+        fn route_labels(&mut self) -> Option<&BTreeMap<String, String>> {
+            self.reads.push("labels");
+            self.labels.as_ref()
+        }
+        fn route_namespace(&mut self) -> Option<&str> {
+            self.reads.push("namespace");
+            self.namespace.as_deref()
+        }
+        fn route_name(&mut self) -> Option<&str> {
+            self.reads.push("name");
+            self.name.as_deref()
+        }
+        fn cluster_name(&mut self) -> Option<&str> {
+            self.reads.push("cluster");
+            self.cluster.as_deref()
+        }
+        fn local_service(&mut self) -> Option<(String, String)> {
+            self.local.clone()
+        }
+    }
+
+    fn labelled(pairs: &[(&str, &str)]) -> Info {
+        Info {
+            labels: Some(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            ..Info::default()
+        }
+    }
+
+    fn resource(name: &str, created: &str, spec_extra: Value) -> Value {
+        let mut spec = json!({"config": {"providers": {"p": {"local": {"inline": crate::testkit::pem("ec256")}}}}});
+        if let (Some(s), Value::Object(e)) = (spec.as_object_mut(), spec_extra) {
+            s.extend(e);
+        }
+        json!({"kind": "JWTPolicy", "metadata": {"name": name, "creationTimestamp": created}, "spec": spec})
+    }
+
+    fn config_of(policies: Vec<Value>) -> Config {
+        config::parse(json!({"policies": policies}).to_string().as_bytes()).unwrap()
+    }
+
+    fn governing_name(c: &Config, info: &mut Info) -> Option<String> {
+        governing(c, info).map(|i| c.policies[i].name.clone())
+    }
+
+    #[test]
+    fn route_labels_select_and_omitted_selectors_select_everything() {
+        let c = config_of(vec![resource(
+            "labelled",
+            "2024-01-01T00:00:00Z",
+            json!({"applyToRoutes": [{"route": {"labels": {"route": "httpbin"}}}]}),
+        )]);
+        assert_eq!(
+            governing_name(&c, &mut labelled(&[("route", "httpbin"), ("x", "y")])).as_deref(),
+            Some("labelled")
+        );
+        assert_eq!(
+            governing_name(&c, &mut labelled(&[("route", "other")])),
+            None
+        );
+        assert_eq!(governing_name(&c, &mut Info::default()), None);
+        let all = config_of(vec![resource("all", "2024-01-01T00:00:00Z", json!({}))]);
+        assert_eq!(
+            governing_name(&all, &mut Info::default()).as_deref(),
+            Some("all")
+        );
+        let empty = config_of(vec![resource(
+            "empty",
+            "2024-01-01T00:00:00Z",
+            json!({"applyToRoutes": [{}]}),
+        )]);
+        assert_eq!(
+            governing_name(&empty, &mut Info::default()).as_deref(),
+            Some("empty")
+        );
+        let none = config_of(vec![resource(
+            "none",
+            "2024-01-01T00:00:00Z",
+            json!({"applyToRoutes": []}),
+        )]);
+        assert_eq!(
+            governing_name(&none, &mut Info::default()).as_deref(),
+            Some("none")
+        );
+    }
+
+    #[test]
+    fn the_oldest_policy_governs_a_conflict() {
+        let sel = json!({"applyToRoutes": [{"route": {"labels": {"route": "httpbin"}}}]});
+        let c = config_of(vec![
+            resource("newer", "2024-06-01T00:00:00Z", sel.clone()),
+            resource("older", "2024-01-01T00:00:00Z", sel),
+        ]);
+        assert_eq!(
+            governing_name(&c, &mut labelled(&[("route", "httpbin")])).as_deref(),
+            Some("older")
+        );
+    }
+
+    #[test]
+    fn priority_orders_before_age_and_phase_filters() {
+        let c = config_of(vec![
+            resource("old-low", "2024-01-01T00:00:00Z", json!({})),
+            resource("new-first", "2024-06-01T00:00:00Z", json!({})),
+        ]);
+        assert_eq!(
+            governing_name(&c, &mut Info::default()).as_deref(),
+            Some("old-low")
+        );
+        let mut first = resource("new-first", "2024-06-01T00:00:00Z", json!({}));
+        first["spec"]["config"]["phase"] = json!({"preAuthz": {"priority": -1}});
+        let mut post = resource("post", "2023-01-01T00:00:00Z", json!({}));
+        post["spec"]["config"]["phase"] = json!({"postAuthz": {}});
+        let c = config_of(vec![
+            resource("old-low", "2024-01-01T00:00:00Z", json!({})),
+            first.clone(),
+            post.clone(),
+        ]);
+        assert_eq!(
+            governing_name(&c, &mut Info::default()).as_deref(),
+            Some("new-first")
+        );
+        let phased = config::parse(
+            json!({"policies": [post, first], "settings": {"phase": "postAuthz"}})
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(
+            governing_name(&phased, &mut Info::default()).as_deref(),
+            Some("post")
+        );
+    }
+
+    #[test]
+    fn route_name_and_namespace() {
+        let c = config_of(vec![resource(
+            "named",
+            "2024-01-01T00:00:00Z",
+            json!({"applyToRoutes": [{"route": {"name": "httpbin-mesh", "namespace": "httpbin"}}]}),
+        )]);
+        let mut info = Info {
+            name: Some("httpbin-mesh".into()),
+            namespace: Some("httpbin".into()),
+            ..Info::default()
+        };
+        assert!(governing(&c, &mut info).is_some());
+        info.namespace = Some("other".into());
+        assert!(governing(&c, &mut info).is_none());
+    }
+
+    #[test]
+    fn destinations_match_istio_and_plain_cluster_names() {
+        let c = config_of(vec![resource(
+            "dest",
+            "2024-01-01T00:00:00Z",
+            json!({"applyToDestinations": [{"selector": {"name": "httpbin", "namespace": "httpbin"}, "port": {"number": 8000}}]}),
+        )]);
+        let at = |cluster: &str| {
+            governing(
+                &c,
+                &mut Info {
+                    cluster: Some(cluster.into()),
+                    local: Some(("httpbin".into(), "httpbin".into())),
+                    ..Info::default()
+                },
+            )
+            .is_some()
+        };
+        assert!(at("outbound|8000||httpbin.httpbin.svc.cluster.local"));
+        assert!(at("outbound|8000|v1|httpbin.httpbin.svc.cluster.local"));
+        assert!(!at("outbound|9000||httpbin.httpbin.svc.cluster.local"));
+        assert!(!at("outbound|8000||httpbin.other.svc.cluster.local"));
+        assert!(at("inbound|8000||"));
+        assert!(!at("httpbin"), "a plain cluster has no namespace or port");
+        let plain = config_of(vec![resource(
+            "plain",
+            "2024-01-01T00:00:00Z",
+            json!({"applyToDestinations": [{"selector": {"name": "httpbin"}}]}),
+        )]);
+        assert!(
+            governing(
+                &plain,
+                &mut Info {
+                    cluster: Some("httpbin".into()),
+                    ..Info::default()
+                }
+            )
+            .is_some()
+        );
+        assert!(
+            governing(
+                &plain,
+                &mut Info {
+                    cluster: Some("echo".into()),
+                    ..Info::default()
+                }
+            )
+            .is_none()
+        );
+        assert_eq!(
+            parse_cluster_name("outbound|80||a.b.svc.cluster.local"),
+            Destination {
+                name: "a".into(),
+                namespace: Some("b".into()),
+                port: Some(80),
+                inbound: false
+            }
+        );
+    }
+
+    #[test]
+    fn only_needed_properties_are_read() {
+        let c = config_of(vec![resource(
+            "labelled",
+            "2024-01-01T00:00:00Z",
+            json!({"applyToRoutes": [{"route": {"labels": {"a": "b"}}}]}),
+        )]);
+        assert_eq!(
+            needs(&c),
+            Needs {
+                route_labels: true,
+                ..Needs::default()
+            }
+        );
+        let mut info = labelled(&[("a", "b")]);
+        governing(&c, &mut info);
+        assert_eq!(info.reads, vec!["labels"]);
+        assert!(
+            !needs(&config_of(vec![resource(
+                "all",
+                "2024-01-01T00:00:00Z",
+                json!({})
+            )]))
+            .any()
+        );
+    }
+
+    #[test]
+    fn pairs_maps_decode_and_malformed_ones_do_not_panic() {
+        let mut b = Vec::new();
+        b.extend(2u32.to_le_bytes());
+        for (k, v) in [("route", "httpbin"), ("tier", "gold")] {
+            b.extend((k.len() as u32).to_le_bytes());
+            b.extend((v.len() as u32).to_le_bytes());
+        }
+        for (k, v) in [("route", "httpbin"), ("tier", "gold")] {
+            b.extend(k.as_bytes());
+            b.push(0);
+            b.extend(v.as_bytes());
+            b.push(0);
+        }
+        let m = decode_pairs(&b).unwrap();
+        assert_eq!(m.get("route").map(String::as_str), Some("httpbin"));
+        assert_eq!(m.len(), 2);
+        for cut in 0..b.len() {
+            let _ = decode_pairs(&b[..cut]);
+        }
+        assert_eq!(decode_pairs(&[0xff, 0xff, 0xff, 0xff]), None);
+    }
 }
