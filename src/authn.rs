@@ -17,8 +17,8 @@ pub enum Keys<'a> {
     Refetchable(&'a Jwks),
     /// Not fetched yet: the request must wait.
     Pending,
-    /// Fetching failed and no good keys are left.
-    Failed,
+    /// No good keys: the status to answer.
+    Failed(Status),
 }
 
 /// A change to the request before it goes upstream.
@@ -169,7 +169,7 @@ fn check_token<'k>(
                     }
                     other => other,
                 },
-                Keys::Failed => Err(Status::JwksFetchFail),
+                Keys::Failed(status) => Err(status),
                 Keys::Pending => {
                     pending.push(i);
                     Ok(())

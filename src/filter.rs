@@ -160,9 +160,10 @@ impl Worker {
                 }) => Keys::Refetchable(jwks),
                 Some(State::Ready { jwks, .. }) => Keys::Ready(jwks),
                 Some(State::Pending) => Keys::Pending,
-                _ => Keys::Failed,
+                Some(State::Failed(status)) => Keys::Failed(status),
+                None => Keys::Failed(Status::JwksFetchFail),
             },
-            _ => Keys::Failed,
+            _ => Keys::Failed(Status::JwksFetchFail),
         };
         match authn::decide(
             policy,

@@ -86,7 +86,7 @@ pub fn parse_inline(text: &str) -> Result<Jwks, JwksError> {
 
 /// Parses a JWKS document, keeping the valid keys.
 pub fn parse_jwks(doc: &[u8]) -> Result<Jwks, JwksError> {
-    let value: Value = serde_json::from_slice(doc).map_err(|_| JwksError::InvalidJson)?;
+    let value: Value = crate::json::parse_lenient(doc).ok_or(JwksError::InvalidJson)?;
     let Value::Object(root) = value else {
         return Err(JwksError::InvalidJson);
     };
@@ -149,9 +149,15 @@ fn parse_jwk(jwk: &Value) -> Result<Key, String> {
         }
         "EC" => {
             let crv = str_field(jwk, "crv")?.ok_or("[crv] is missing")?;
+            let size = match crv {
+                "P-256" => 32,
+                "P-384" => 48,
+                "P-521" => 66,
+                other => return Err(format!("EC curve {other:?} is not supported")),
+            };
             let mut point = vec![0x04];
-            point.extend(b64_field(jwk, "x")?);
-            point.extend(b64_field(jwk, "y")?);
+            point.extend(coordinate(&b64_field(jwk, "x")?, size).ok_or("[x] is too long")?);
+            point.extend(coordinate(&b64_field(jwk, "y")?, size).ok_or("[y] is too long")?);
             ec_from_sec1(crv, &point)?
         }
         "OKP" => {
@@ -168,6 +174,16 @@ fn parse_jwk(jwk: &Value) -> Result<Key, String> {
         other => return Err(format!("[kty] {other:?} is not supported")),
     };
     Ok(Key { kid, alg, material })
+}
+
+/// An EC coordinate as exactly `size` big-endian bytes: issuers often drop leading zero bytes
+/// (jwt_verify_lib reads coordinates as numbers, so it accepts that too).
+fn coordinate(bytes: &[u8], size: usize) -> Option<Vec<u8>> {
+    let significant = bytes.get(bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len())..)?;
+    let pad = size.checked_sub(significant.len())?;
+    let mut out = vec![0; pad];
+    out.extend(significant);
+    Some(out)
 }
 
 fn ec_from_sec1(crv: &str, point: &[u8]) -> Result<Material, String> {
@@ -290,6 +306,20 @@ mod tests {
         let err =
             parse_jwks(br#"{"keys":[{"kty":"EC","crv":"P-999","x":"AA","y":"AA"}]}"#).unwrap_err();
         assert!(err.to_string().contains("keys[0]"), "{err}");
+    }
+
+    #[test]
+    fn ec_coordinates_with_leading_zeros_dropped_are_padded() {
+        assert_eq!(coordinate(&[1, 2], 4), Some(vec![0, 0, 1, 2]));
+        assert_eq!(coordinate(&[0, 0, 0, 1, 2], 4), Some(vec![0, 0, 1, 2]));
+        assert_eq!(coordinate(&[1, 2, 3, 4, 5], 4), None);
+    }
+
+    #[test]
+    fn trailing_commas_are_accepted_as_envoy_does() {
+        let doc = br#"{"keys": [{"kty": "oct", "k": "c2VjcmV0",},
+        ]}"#;
+        assert_eq!(parse_jwks(doc).unwrap().keys.len(), 1);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::rc::Rc;
 
 use crate::jwks::{self, Jwks};
 use crate::policy::Remote;
+use crate::status::Status;
 
 /// An unknown `kid` refetches at most this often (per provider, across all workers).
 pub const MIN_REFETCH_INTERVAL_MS: u64 = 10_000;
@@ -30,16 +31,19 @@ pub struct Record {
     pub attempt_at_ms: u64,
     /// Failed fetches since the last good one.
     pub failures: u32,
+    /// The last fetch got a well-formed JWKS without one valid key.
+    pub no_valid_keys: bool,
     /// The last good JWKS document (empty: none).
     pub body: Vec<u8>,
 }
 
 impl Record {
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(20 + self.body.len());
+        let mut out = Vec::with_capacity(21 + self.body.len());
         out.extend(self.good_at_ms.to_le_bytes());
         out.extend(self.attempt_at_ms.to_le_bytes());
         out.extend(self.failures.to_le_bytes());
+        out.push(u8::from(self.no_valid_keys));
         out.extend(&self.body);
         out
     }
@@ -59,7 +63,8 @@ impl Record {
             good_at_ms: u64_at(0)?,
             attempt_at_ms: u64_at(8)?,
             failures,
-            body: bytes.get(20..)?.to_vec(),
+            no_valid_keys: *bytes.get(20)? == 1,
+            body: bytes.get(21..)?.to_vec(),
         })
     }
 
@@ -79,8 +84,9 @@ pub enum State<'a> {
     Ready { jwks: &'a Jwks, may_refetch: bool },
     /// No keys yet; a fetch is (or will be) under way.
     Pending,
-    /// No good keys, and fetching failed.
-    Failed,
+    /// No good keys, and fetching failed: `Jwks remote fetch is failed`, or `Jwks doesn't have
+    /// any valid public key` when the server sent a JWKS without one.
+    Failed(Status),
 }
 
 /// One JWKS source (a remote URL and cluster) in one worker.
@@ -105,6 +111,7 @@ pub enum FetchError {
     Empty,
     TooLarge(usize),
     Invalid(String),
+    NoValidKeys(String),
 }
 
 impl std::fmt::Display for FetchError {
@@ -119,6 +126,7 @@ impl std::fmt::Display for FetchError {
                 write!(f, "body of {n} bytes is over the {MAX_JWKS_BYTES}-byte cap")
             }
             FetchError::Invalid(why) => write!(f, "invalid JWKS: {why}"),
+            FetchError::NoValidKeys(why) => write!(f, "no valid key in the JWKS: {why}"),
         }
     }
 }
@@ -149,7 +157,11 @@ impl Source {
                 && self.in_flight_until.is_none()
                 && now < self.record.next_retry_at() =>
             {
-                State::Failed
+                State::Failed(if self.record.no_valid_keys {
+                    Status::JwksNoValidKeys
+                } else {
+                    Status::JwksFetchFail
+                })
             }
             None => State::Pending,
         }
@@ -207,7 +219,10 @@ impl Source {
             if body.len() > MAX_JWKS_BYTES {
                 return Err(FetchError::TooLarge(body.len()));
             }
-            let jwks = jwks::parse_jwks(&body).map_err(|e| FetchError::Invalid(e.to_string()))?;
+            let jwks = jwks::parse_jwks(&body).map_err(|e| match e {
+                jwks::JwksError::NoValidKeys(why) => FetchError::NoValidKeys(why),
+                other => FetchError::Invalid(other.to_string()),
+            })?;
             Ok((body, jwks))
         });
         match parsed {
@@ -217,6 +232,7 @@ impl Source {
                     good_at_ms: now,
                     attempt_at_ms: now,
                     failures: 0,
+                    no_valid_keys: false,
                     body,
                 };
                 Ok(&self.record)
@@ -224,6 +240,7 @@ impl Source {
             Err(e) => {
                 self.record.attempt_at_ms = now;
                 self.record.failures = self.record.failures.saturating_add(1);
+                self.record.no_valid_keys = matches!(e, FetchError::NoValidKeys(_));
                 Err(e)
             }
         }
@@ -288,7 +305,7 @@ mod tests {
             } => "ready+refetch",
             State::Ready { .. } => "ready",
             State::Pending => "pending",
-            State::Failed => "failed",
+            State::Failed(_) => "failed",
         }
     }
 
@@ -385,6 +402,12 @@ mod tests {
             FetchError::TooLarge(_)
         ));
         assert_eq!(s.record.failures, 4);
+        assert!(matches!(
+            s.fetch_done(0, Ok(br#"{"keys": [{"kty": "EC"}]}"#.to_vec()))
+                .unwrap_err(),
+            FetchError::NoValidKeys(_)
+        ));
+        assert!(matches!(s.state(1), State::Failed(Status::JwksNoValidKeys)));
     }
 
     #[test]
@@ -393,6 +416,7 @@ mod tests {
             good_at_ms: 7,
             attempt_at_ms: 9,
             failures: 2,
+            no_valid_keys: true,
             body: good_body(),
         };
         assert_eq!(Record::decode(&rec.encode()), Some(rec.clone()));

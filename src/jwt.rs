@@ -109,8 +109,8 @@ fn decode_json_object(
     bad_json: Status,
 ) -> Result<Map<String, Value>, Status> {
     let bytes = b64::decode_url(segment).ok_or(bad_b64)?;
-    match serde_json::from_slice::<Value>(&bytes) {
-        Ok(Value::Object(map)) => Ok(map),
+    match crate::json::parse_lenient(&bytes) {
+        Some(Value::Object(map)) => Ok(map),
         _ => Err(bad_json),
     }
 }

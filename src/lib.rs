@@ -10,6 +10,7 @@ pub mod b64;
 pub mod claims;
 pub mod config;
 pub mod extract;
+pub mod json;
 pub mod jwks;
 pub mod jwks_cache;
 pub mod jwt;
