@@ -3,22 +3,40 @@
 
 use crate::claims;
 use crate::extract::{self, Found, Header, Location};
+use std::rc::Rc;
+
 use crate::jwks::Jwks;
 use crate::jwt::{self, Jwt};
+use crate::jwt_cache::TokenCache;
 use crate::policy::{ClearRouteCache, Policy, Provider, ValidationPolicy};
 use crate::status::Status;
 use crate::verify;
 
 /// What the key store holds for one provider right now.
 pub enum Keys<'a> {
-    Ready(&'a Jwks),
-    /// Usable keys that may be refetched now: a token whose `kid` none of them has waits for
-    /// the refetch instead of failing at once (key rotation).
-    Refetchable(&'a Jwks),
+    /// Usable keys. `version` changes whenever the keys do (a cached verdict is only reused
+    /// for the same version). `may_refetch`: a token whose `kid` no key has waits for a refetch
+    /// instead of failing at once (key rotation).
+    Ready {
+        jwks: &'a Jwks,
+        version: u64,
+        may_refetch: bool,
+    },
     /// Not fetched yet: the request must wait.
     Pending,
     /// No good keys: the status to answer.
     Failed(Status),
+}
+
+impl<'a> Keys<'a> {
+    /// Local keys: one version, never refetched.
+    pub fn local(jwks: &'a Jwks) -> Keys<'a> {
+        Keys::Ready {
+            jwks,
+            version: 0,
+            may_refetch: false,
+        }
+    }
 }
 
 /// A change to the request before it goes upstream.
@@ -96,7 +114,7 @@ fn www_authenticate(realm: &str, status: Status) -> String {
 }
 
 enum TokenResult {
-    Valid { provider: usize, jwt: Box<Jwt> },
+    Valid { provider: usize, jwt: Rc<Jwt> },
     Invalid(Status),
     Pending(Vec<usize>),
 }
@@ -124,25 +142,32 @@ fn audience_allowed(provider: &Provider, jwt: &Jwt) -> bool {
 
 /// One token against the providers whose locations held it: format and header first, then per
 /// provider issuer → time → audience → keys → signature. The first provider that accepts wins;
-/// else the first provider's failure is the answer.
+/// else the first provider's failure is the answer. A token verified before (same policy,
+/// provider and key version) skips parsing and the signature check.
 fn check_token<'k>(
     policy: &Policy,
     found: &Found,
     now: u64,
     keys: &dyn Fn(usize) -> Keys<'k>,
+    cache: &mut TokenCache,
 ) -> TokenResult {
-    let jwt = match jwt::parse(&found.token) {
-        Ok(jwt) => jwt,
-        Err(status) => return TokenResult::Invalid(status),
+    if found.token.len() > policy.limits.max_token_bytes {
+        return TokenResult::Invalid(Status::JwtBadFormat);
+    }
+    let jwt = match cache.get(&found.token, now) {
+        Some(jwt) => jwt,
+        None => match jwt::parse(&found.token) {
+            Ok(jwt) => Rc::new(jwt),
+            Err(status) => return TokenResult::Invalid(status),
+        },
     };
     let mut first_error = None;
     let mut pending = Vec::new();
-    let candidates = found
-        .providers
-        .iter()
-        .filter_map(|&i| policy.providers.get(i).map(|p| (i, p)));
     let mut issuer_matched = false;
-    for (i, provider) in candidates {
+    for &i in &found.providers {
+        let Some(provider) = policy.providers.get(i) else {
+            continue;
+        };
         if provider
             .issuer
             .as_ref()
@@ -151,7 +176,7 @@ fn check_token<'k>(
             continue;
         }
         issuer_matched = true;
-        let outcome = jwt
+        let checked = jwt
             .check_time(now, provider.clock_skew_seconds)
             .and_then(|()| {
                 if audience_allowed(provider, &jwt) {
@@ -159,31 +184,34 @@ fn check_token<'k>(
                 } else {
                     Err(Status::JwtAudienceNotAllowed)
                 }
-            })
-            .and_then(|()| match keys(i) {
-                Keys::Ready(jwks) => verify::verify_signature(&jwt, jwks),
-                Keys::Refetchable(jwks) => match verify::verify_signature(&jwt, jwks) {
-                    Err(Status::JwksKidAlgMismatch) => {
-                        pending.push(i);
-                        Ok(())
-                    }
-                    other => other,
-                },
-                Keys::Failed(status) => Err(status),
-                Keys::Pending => {
-                    pending.push(i);
-                    Ok(())
-                }
             });
-        match outcome {
-            Ok(()) if pending.last() == Some(&i) => {}
-            Ok(()) => {
-                return TokenResult::Valid {
-                    provider: i,
-                    jwt: Box::new(jwt),
-                };
+        if let Err(status) = checked {
+            first_error.get_or_insert(status);
+            continue;
+        }
+        match keys(i) {
+            Keys::Ready {
+                jwks,
+                version,
+                may_refetch,
+            } => {
+                let verdict = (policy.index, i, version);
+                if cache.was_verified(&found.token, verdict) {
+                    return TokenResult::Valid { provider: i, jwt };
+                }
+                match verify::verify_signature(&jwt, jwks) {
+                    Ok(()) => {
+                        cache.insert_verified(&found.token, Rc::clone(&jwt), verdict);
+                        return TokenResult::Valid { provider: i, jwt };
+                    }
+                    Err(Status::JwksKidAlgMismatch) if may_refetch => pending.push(i),
+                    Err(status) => {
+                        first_error.get_or_insert(status);
+                    }
+                }
             }
-            Err(status) => {
+            Keys::Pending => pending.push(i),
+            Keys::Failed(status) => {
                 first_error.get_or_insert(status);
             }
         }
@@ -203,6 +231,7 @@ pub fn decide<'k>(
     req: &RequestView<'_>,
     now: u64,
     keys: &dyn Fn(usize) -> Keys<'k>,
+    cache: &mut TokenCache,
 ) -> Decision {
     // Anti-spoofing: headers the policy may set are never taken from the client.
     let mut ops: Vec<HeaderOp> = policy
@@ -223,6 +252,9 @@ pub fn decide<'k>(
 
     let path = req.header(":path").unwrap_or_default();
     let found = extract::extract(policy, req.headers, path);
+    if found.len() > policy.limits.max_tokens_per_request {
+        return deny(Status::JwtMultipleTokens);
+    }
     if found.is_empty() {
         return match policy.validation {
             ValidationPolicy::RequireValid => deny(Status::JwtMissing),
@@ -237,7 +269,7 @@ pub fn decide<'k>(
     let mut first_failure = None;
     let mut waiting = Vec::new();
     for f in &found {
-        match check_token(policy, f, now, keys) {
+        match check_token(policy, f, now, keys, cache) {
             TokenResult::Valid { provider, jwt } => valid.push((f, provider, jwt)),
             TokenResult::Invalid(status) => {
                 first_failure.get_or_insert(status);
@@ -363,10 +395,16 @@ mod tests {
 
     fn run(policy: &Policy, headers: &[Header]) -> Decision {
         let keys = |i: usize| match &policy.providers[i].keys {
-            crate::policy::KeySource::Local(j) => Keys::Ready(j),
+            crate::policy::KeySource::Local(j) => Keys::local(j),
             crate::policy::KeySource::Remote(_) => Keys::Pending,
         };
-        decide(policy, &RequestView { headers }, NOW, &keys)
+        decide(
+            policy,
+            &RequestView { headers },
+            NOW,
+            &keys,
+            &mut TokenCache::new(16),
+        )
     }
 
     fn denied(d: &Decision) -> (Status, &str) {
@@ -619,5 +657,151 @@ mod tests {
             denied(&run(&p, &request("/", &[("authorization", &bad)]))).0,
             Status::JwtHeaderNotImplementedAlg
         );
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+    use crate::config;
+    use crate::testkit::{NOW, pem, token};
+    use serde_json::json;
+
+    #[test]
+    fn a_verified_token_is_reused_only_for_the_same_keys() {
+        let spec = json!({"config": {"providers": {"p": {"local": {"inline": pem("rsa")}}}}});
+        let policy = config::parse(spec.to_string().as_bytes())
+            .unwrap()
+            .policies
+            .remove(0);
+        let crate::policy::KeySource::Local(jwks) = &policy.providers[0].keys else {
+            unreachable!()
+        };
+        let other = crate::jwks::parse_pem(&pem("rsa_other")).unwrap();
+        let headers = |t: &str| {
+            vec![
+                (":path".to_string(), b"/".to_vec()),
+                (
+                    "authorization".to_string(),
+                    format!("Bearer {t}").into_bytes(),
+                ),
+            ]
+        };
+        let mut cache = TokenCache::new(8);
+        let good = headers(&token("RS256"));
+        let v1 = |_: usize| Keys::Ready {
+            jwks,
+            version: 1,
+            may_refetch: false,
+        };
+        assert!(matches!(
+            decide(
+                &policy,
+                &RequestView { headers: &good },
+                NOW,
+                &v1,
+                &mut cache
+            ),
+            Decision::Allow { .. }
+        ));
+        assert_eq!(cache.len(), 1);
+        assert!(matches!(
+            decide(
+                &policy,
+                &RequestView { headers: &good },
+                NOW,
+                &v1,
+                &mut cache
+            ),
+            Decision::Allow { .. }
+        ));
+        let rotated = |_: usize| Keys::Ready {
+            jwks: &other,
+            version: 2,
+            may_refetch: false,
+        };
+        let d = decide(
+            &policy,
+            &RequestView { headers: &good },
+            NOW,
+            &rotated,
+            &mut cache,
+        );
+        assert!(
+            matches!(
+                d,
+                Decision::Deny {
+                    status: Status::JwtVerificationFail,
+                    ..
+                }
+            ),
+            "{d:?}"
+        );
+        let forged = headers(&token("RS256_tampered"));
+        assert!(matches!(
+            decide(
+                &policy,
+                &RequestView { headers: &forged },
+                NOW,
+                &v1,
+                &mut cache
+            ),
+            Decision::Deny { .. }
+        ));
+        assert_eq!(cache.len(), 1, "failed tokens are not cached");
+        let far_future = u64::MAX / 2;
+        let d = decide(
+            &policy,
+            &RequestView { headers: &good },
+            far_future,
+            &v1,
+            &mut cache,
+        );
+        assert!(
+            matches!(
+                d,
+                Decision::Deny {
+                    status: Status::JwtExpired,
+                    ..
+                }
+            ),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn limits_on_token_size_and_count() {
+        let spec = json!({"policies": [{"config": {"providers": {"p": {"local": {"inline": pem("rsa")},
+            "tokenSource": {"queryParams": ["a", "b", "c"]}}}}}], "settings": {"limits": {"maxTokenBytes": 100, "maxTokensPerRequest": 2}}});
+        let policy = config::parse(spec.to_string().as_bytes())
+            .unwrap()
+            .policies
+            .remove(0);
+        let keys = |_: usize| Keys::Failed(Status::JwksFetchFail);
+        let run = |path: String| {
+            decide(
+                &policy,
+                &RequestView {
+                    headers: &[(":path".to_string(), path.into_bytes())],
+                },
+                NOW,
+                &keys,
+                &mut TokenCache::new(0),
+            )
+        };
+        assert!(matches!(
+            run(format!("/?a={}", token("RS256"))),
+            Decision::Deny {
+                status: Status::JwtBadFormat,
+                ..
+            }
+        ));
+        assert!(matches!(
+            run("/?a=x&b=y&c=z".into()),
+            Decision::Deny {
+                status: Status::JwtMultipleTokens,
+                ..
+            }
+        ));
     }
 }

@@ -204,12 +204,46 @@ pub fn parse(bytes: &[u8]) -> Result<Config> {
             p.created.unwrap_or(i64::MAX),
         )
     });
+    for (i, p) in policies.iter_mut().enumerate() {
+        p.index = i;
+        p.limits = settings.limits;
+    }
     Ok(Config { policies, settings })
 }
 
 fn parse_settings(v: &Value, path: &str) -> Result<Settings> {
-    let o = Obj::new(v, path, &["phase", "routeLabelsNamespace"])?;
+    let o = Obj::new(v, path, &["phase", "routeLabelsNamespace", "limits"])?;
     let mut s = Settings::default();
+    if let Some((l, lp)) = o.get("limits") {
+        let l = Obj::new(
+            l,
+            &lp,
+            &[
+                "maxTokenBytes",
+                "maxTokensPerRequest",
+                "maxCachedTokens",
+                "maxJwksBytes",
+            ],
+        )?;
+        let limit = |key: &str, min: u64, slot: &mut usize| -> Result<()> {
+            if let Some((v, p)) = l.get(key) {
+                let n = as_u64(v, &p)?;
+                if n < min {
+                    return err(&p, format!("must be at least {min}"));
+                }
+                *slot = usize::try_from(n).unwrap_or(usize::MAX);
+            }
+            Ok(())
+        };
+        limit("maxTokenBytes", 16, &mut s.limits.max_token_bytes)?;
+        limit(
+            "maxTokensPerRequest",
+            1,
+            &mut s.limits.max_tokens_per_request,
+        )?;
+        limit("maxCachedTokens", 0, &mut s.limits.max_cached_tokens)?;
+        limit("maxJwksBytes", 64, &mut s.limits.max_jwks_bytes)?;
+    }
     if let Some((v, p)) = o.get("phase") {
         s.phase = Some(match as_string(v, &p)?.as_str() {
             "preAuthz" => Phase::PreAuthz,
@@ -403,7 +437,9 @@ fn parse_spec(v: &Value, path: &str, name: String, created: Option<i64>) -> Resu
         }
     }
     Ok(Policy {
+        index: 0,
         name,
+        limits: Limits::default(),
         created,
         routes,
         destinations,

@@ -15,6 +15,7 @@ use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
 use crate::authn::{self, Decision, HeaderOp, Keys, RequestView};
 use crate::config;
 use crate::jwks_cache::{self, FetchError, Record, Source, State};
+use crate::jwt_cache::TokenCache;
 use crate::metrics::{Counter, Metrics};
 use crate::policy::{Config, KeySource};
 use crate::select::{self, RouteInfo};
@@ -59,6 +60,8 @@ struct Worker {
     seen_cas: Vec<Option<u32>>,
     metrics: Metrics,
     tick_ms: u64,
+    /// Verified tokens (bounded).
+    cache: TokenCache,
 }
 
 impl Worker {
@@ -79,7 +82,10 @@ impl Worker {
                                     s.remote.cluster == r.cluster && s.remote.url == r.url
                                 })
                                 .unwrap_or_else(|| {
-                                    sources.push(Source::new(r.clone()));
+                                    sources.push(Source::new(
+                                        r.clone(),
+                                        config.settings.limits.max_jwks_bytes,
+                                    ));
                                     sources.len() - 1
                                 }),
                         ),
@@ -87,6 +93,7 @@ impl Worker {
                     .collect()
             })
             .collect();
+        let cache = TokenCache::new(config.settings.limits.max_cached_tokens);
         Worker {
             config: Rc::new(config),
             seen_cas: vec![None; sources.len()],
@@ -96,6 +103,7 @@ impl Worker {
             callouts: Vec::new(),
             metrics: Metrics::define(),
             tick_ms: 0,
+            cache,
         }
     }
 
@@ -152,13 +160,17 @@ impl Worker {
             policy.providers.get(i).map(|p| &p.keys),
             routes.get(i).copied().flatten(),
         ) {
-            (Some(KeySource::Local(jwks)), _) => Keys::Ready(jwks),
+            (Some(KeySource::Local(jwks)), _) => Keys::local(jwks),
             (_, Some(si)) => match sources.get(si).map(|s| s.state(now)) {
                 Some(State::Ready {
                     jwks,
-                    may_refetch: true,
-                }) => Keys::Refetchable(jwks),
-                Some(State::Ready { jwks, .. }) => Keys::Ready(jwks),
+                    version,
+                    may_refetch,
+                }) => Keys::Ready {
+                    jwks,
+                    version,
+                    may_refetch,
+                },
                 Some(State::Pending) => Keys::Pending,
                 Some(State::Failed(status)) => Keys::Failed(status),
                 None => Keys::Failed(Status::JwksFetchFail),
@@ -170,6 +182,7 @@ impl Worker {
             &RequestView { headers: &headers },
             now / 1000,
             &keys,
+            &mut self.cache,
         ) {
             Decision::Allow {
                 ops,
@@ -319,11 +332,11 @@ impl Worker {
             return;
         };
         let (_, si) = self.callouts.swap_remove(pos);
-        let result = read_jwks_response(num_headers, body_size);
         let now = now_ms();
         let Some(source) = self.sources.get_mut(si) else {
             return;
         };
+        let result = read_jwks_response(num_headers, body_size, source.max_body);
         match source.fetch_done(now, result) {
             Ok(_) => {
                 info!("fetched JWKS {}", source.remote.url);
@@ -460,7 +473,11 @@ impl RouteInfo for HostRoute<'_> {
 }
 
 /// The body of a JWKS callout response, or why there is none.
-fn read_jwks_response(num_headers: usize, body_size: usize) -> Result<Vec<u8>, FetchError> {
+fn read_jwks_response(
+    num_headers: usize,
+    body_size: usize,
+    max_body: usize,
+) -> Result<Vec<u8>, FetchError> {
     if num_headers == 0 {
         return Err(FetchError::NoResponse);
     }
@@ -473,7 +490,7 @@ fn read_jwks_response(num_headers: usize, body_size: usize) -> Result<Vec<u8>, F
             String::from_utf8_lossy(&status).into_owned(),
         ));
     }
-    if body_size > jwks_cache::MAX_JWKS_BYTES {
+    if body_size > max_body {
         return Err(FetchError::TooLarge(body_size));
     }
     match hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size) {

@@ -17,8 +17,6 @@ use crate::status::Status;
 pub const MIN_REFETCH_INTERVAL_MS: u64 = 10_000;
 /// Retry delays after failures: 1 s, 2 s, 4 s, … capped here.
 pub const MAX_BACKOFF_MS: u64 = 10_000;
-/// JWKS bodies larger than this are refused.
-pub const MAX_JWKS_BYTES: usize = 256 * 1024;
 /// A paused request is answered at most this long after its fetch's timeout.
 pub const DEADLINE_MARGIN_MS: u64 = 1_000;
 
@@ -80,8 +78,13 @@ impl Record {
 
 /// The keys of one source, as a request sees them.
 pub enum State<'a> {
-    /// Usable keys; `may_refetch`: an unknown `kid` may trigger a refetch now.
-    Ready { jwks: &'a Jwks, may_refetch: bool },
+    /// Usable keys; `version` changes when they do; `may_refetch`: an unknown `kid` may trigger
+    /// a refetch now.
+    Ready {
+        jwks: &'a Jwks,
+        version: u64,
+        may_refetch: bool,
+    },
     /// No keys yet; a fetch is (or will be) under way.
     Pending,
     /// No good keys, and fetching failed: `Jwks remote fetch is failed`, or `Jwks doesn't have
@@ -101,6 +104,8 @@ pub struct Source {
     pub in_flight_until: Option<u64>,
     /// Requests want keys (none yet, or an unknown `kid`).
     pub wanted: bool,
+    /// A larger JWKS body is a failed fetch.
+    pub max_body: usize,
 }
 
 /// Why a fetch did not give keys.
@@ -123,7 +128,7 @@ impl std::fmt::Display for FetchError {
             FetchError::Status(s) => write!(f, "HTTP status {s}"),
             FetchError::Empty => f.write_str("empty body"),
             FetchError::TooLarge(n) => {
-                write!(f, "body of {n} bytes is over the {MAX_JWKS_BYTES}-byte cap")
+                write!(f, "body of {n} bytes is over the size cap")
             }
             FetchError::Invalid(why) => write!(f, "invalid JWKS: {why}"),
             FetchError::NoValidKeys(why) => write!(f, "no valid key in the JWKS: {why}"),
@@ -132,7 +137,7 @@ impl std::fmt::Display for FetchError {
 }
 
 impl Source {
-    pub fn new(remote: Remote) -> Source {
+    pub fn new(remote: Remote, max_body: usize) -> Source {
         let shared_key = format!("jwt_policy_filter.jwks.{}.{}", remote.cluster, remote.url);
         Source {
             remote,
@@ -141,6 +146,7 @@ impl Source {
             keys: None,
             in_flight_until: None,
             wanted: false,
+            max_body,
         }
     }
 }
@@ -151,6 +157,7 @@ impl Source {
         match &self.keys {
             Some(jwks) => State::Ready {
                 jwks,
+                version: self.record.good_at_ms,
                 may_refetch: self.may_refetch(now),
             },
             None if self.record.failures > 0
@@ -216,7 +223,7 @@ impl Source {
             if body.is_empty() {
                 return Err(FetchError::Empty);
             }
-            if body.len() > MAX_JWKS_BYTES {
+            if body.len() > self.max_body {
                 return Err(FetchError::TooLarge(body.len()));
             }
             let jwks = jwks::parse_jwks(&body).map_err(|e| match e {
@@ -283,15 +290,18 @@ mod tests {
     use serde_json::json;
 
     fn source(cache_ms: u64, async_fetch: bool) -> Source {
-        Source::new(Remote {
-            url: "http://idp/jwks".into(),
-            cluster: "idp".into(),
-            authority: "idp".into(),
-            path: "/jwks".into(),
-            cache_duration_ms: cache_ms,
-            timeout_ms: 1_000,
-            async_fetch,
-        })
+        Source::new(
+            Remote {
+                url: "http://idp/jwks".into(),
+                cluster: "idp".into(),
+                authority: "idp".into(),
+                path: "/jwks".into(),
+                cache_duration_ms: cache_ms,
+                timeout_ms: 1_000,
+                async_fetch,
+            },
+            256 * 1024,
+        )
     }
 
     fn good_body() -> Vec<u8> {
@@ -397,8 +407,7 @@ mod tests {
             FetchError::Invalid(_)
         ));
         assert!(matches!(
-            s.fetch_done(0, Ok(vec![b' '; MAX_JWKS_BYTES + 1]))
-                .unwrap_err(),
+            s.fetch_done(0, Ok(vec![b' '; 256 * 1024 + 1])).unwrap_err(),
             FetchError::TooLarge(_)
         ));
         assert_eq!(s.record.failures, 4);

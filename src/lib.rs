@@ -14,6 +14,7 @@ pub mod json;
 pub mod jwks;
 pub mod jwks_cache;
 pub mod jwt;
+pub mod jwt_cache;
 pub mod policy;
 pub mod select;
 pub mod status;

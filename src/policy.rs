@@ -20,6 +20,7 @@ pub struct Settings {
     pub phase: Option<Phase>,
     /// Route-metadata namespace that carries route labels.
     pub route_labels_namespace: String,
+    pub limits: Limits,
 }
 
 impl Default for Settings {
@@ -27,6 +28,31 @@ impl Default for Settings {
         Settings {
             phase: None,
             route_labels_namespace: "jwt_policy".into(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Bounds on what one request or one worker may cost (`settings.limits`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// A longer token is malformed (`Jwt is not in the form …`).
+    pub max_token_bytes: usize,
+    /// More tokens in one request: `Found multiple Jwt tokens`.
+    pub max_tokens_per_request: usize,
+    /// Verified tokens remembered per worker.
+    pub max_cached_tokens: usize,
+    /// A larger JWKS response is a failed fetch.
+    pub max_jwks_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_token_bytes: 32 * 1024,
+            max_tokens_per_request: 8,
+            max_cached_tokens: 1024,
+            max_jwks_bytes: 256 * 1024,
         }
     }
 }
@@ -54,8 +80,11 @@ pub enum ClearRouteCache {
 /// One JWTPolicy.
 #[derive(Debug, Clone)]
 pub struct Policy {
+    /// Its place in evaluation order (`Config::policies`).
+    pub index: usize,
     /// `namespace/name`, or its place in the list when it has no metadata.
     pub name: String,
+    pub limits: Limits,
     /// Seconds since the epoch from `metadata.creationTimestamp`.
     pub created: Option<i64>,
     pub routes: Option<Vec<RouteSelector>>,

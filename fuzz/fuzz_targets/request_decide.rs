@@ -45,8 +45,10 @@ fuzz_target!(|data: &[u8]| {
 
 fn decide(policy: &Policy, headers: &[(String, Vec<u8>)]) {
     let keys = |i: usize| match policy.providers.get(i).map(|p| &p.keys) {
-        Some(KeySource::Local(j)) => Keys::Ready(j),
+        Some(KeySource::Local(j)) => Keys::local(j),
         _ => Keys::Failed(jwt_policy_filter::status::Status::JwksFetchFail),
     };
-    let _ = authn::decide(policy, &RequestView { headers }, 1_800_000_000, &keys);
+    let mut cache = jwt_policy_filter::jwt_cache::TokenCache::new(4);
+    let _ = authn::decide(policy, &RequestView { headers }, 1_800_000_000, &keys, &mut cache);
+    let _ = authn::decide(policy, &RequestView { headers }, 1_800_000_000, &keys, &mut cache);
 }

@@ -1,0 +1,153 @@
+//! Verified tokens, so a repeated token costs a lookup instead of a parse and a signature check.
+//!
+//! Keyed by the token itself (no hash collisions to reason about). An entry holds the parsed
+//! token and the (policy, provider, key version) triples whose keys verified its signature; a
+//! new JWKS (another key version) never reuses an old verdict, and an entry is dropped once the
+//! token's `exp` has passed. Issuer, time and audience are still checked on every request (they
+//! are cheap, and time moves). Bounded: at most `capacity` tokens, the oldest evicted first.
+
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+
+use crate::jwt::Jwt;
+
+/// Which keys verified a token: policy index, provider index, key version.
+pub type Verdict = (usize, usize, u64);
+
+struct Entry {
+    jwt: Rc<Jwt>,
+    verified: Vec<Verdict>,
+}
+
+pub struct TokenCache {
+    map: HashMap<Rc<str>, Entry>,
+    order: VecDeque<Rc<str>>,
+    capacity: usize,
+}
+
+impl TokenCache {
+    pub fn new(capacity: usize) -> TokenCache {
+        TokenCache {
+            map: HashMap::new(),
+            order: VecDeque::new(),
+            capacity,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// The parsed token, unless it is unknown or expired (`exp` before `now`).
+    pub fn get(&mut self, token: &str, now: u64) -> Option<Rc<Jwt>> {
+        let entry = self.map.get(token)?;
+        if entry.jwt.exp.is_some_and(|exp| exp != 0 && exp < now) {
+            self.map.remove(token);
+            return None;
+        }
+        Some(Rc::clone(&entry.jwt))
+    }
+
+    /// Remembers that `verdict`'s keys verified this token (evicting the oldest when full).
+    /// Only verified tokens are kept, so forged ones cannot push good ones out.
+    pub fn insert_verified(&mut self, token: &str, jwt: Rc<Jwt>, verdict: Verdict) {
+        if let Some(e) = self.map.get_mut(token) {
+            if !e.verified.contains(&verdict) {
+                e.verified.push(verdict);
+            }
+            return;
+        }
+        if self.capacity == 0 {
+            return;
+        }
+        while self.map.len() >= self.capacity {
+            match self.order.pop_front() {
+                Some(old) => {
+                    self.map.remove(&old);
+                }
+                None => break,
+            }
+        }
+        let key: Rc<str> = Rc::from(token);
+        self.order.push_back(Rc::clone(&key));
+        self.map.insert(
+            key,
+            Entry {
+                jwt,
+                verified: vec![verdict],
+            },
+        );
+        // `order` may hold keys already dropped for expiry: keep it from growing past the map.
+        if self.order.len() > self.capacity.saturating_mul(2) {
+            let map = &self.map;
+            self.order.retain(|k| map.contains_key(k));
+        }
+    }
+
+    pub fn was_verified(&self, token: &str, verdict: Verdict) -> bool {
+        self.map
+            .get(token)
+            .is_some_and(|e| e.verified.contains(&verdict))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jwt::parse;
+    use crate::testkit::token;
+
+    fn jwt(name: &str) -> Rc<Jwt> {
+        Rc::new(parse(&token(name)).unwrap())
+    }
+
+    #[test]
+    fn remembers_tokens_and_their_verdicts() {
+        let mut c = TokenCache::new(4);
+        let t = token("RS256");
+        assert!(c.get(&t, 0).is_none());
+        c.insert_verified(&t, jwt("RS256"), (0, 0, 1));
+        assert!(c.get(&t, 0).is_some());
+        assert!(c.was_verified(&t, (0, 0, 1)));
+        c.insert_verified(&t, jwt("RS256"), (0, 1, 1));
+        assert!(c.was_verified(&t, (0, 1, 1)));
+        assert!(
+            !c.was_verified(&t, (0, 0, 2)),
+            "another key version is not verified"
+        );
+        assert!(
+            !c.was_verified(&t, (1, 0, 1)),
+            "another policy is not verified"
+        );
+    }
+
+    #[test]
+    fn expired_entries_are_dropped() {
+        let mut c = TokenCache::new(4);
+        let t = token("RS256");
+        let j = jwt("RS256");
+        let exp = j.exp.unwrap();
+        c.insert_verified(&t, j, (0, 0, 0));
+        assert!(c.get(&t, exp).is_some());
+        assert!(c.get(&t, exp + 1).is_none());
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn bounded_oldest_evicted_first() {
+        let mut c = TokenCache::new(2);
+        for name in ["RS256", "RS384", "RS512"] {
+            c.insert_verified(&token(name), jwt(name), (0, 0, 0));
+        }
+        assert_eq!(c.len(), 2);
+        assert!(c.get(&token("RS256"), 0).is_none());
+        assert!(c.get(&token("RS512"), 0).is_some());
+        let mut none = TokenCache::new(0);
+        none.insert_verified(&token("RS256"), jwt("RS256"), (0, 0, 0));
+        assert!(none.is_empty());
+    }
+}
