@@ -3,8 +3,10 @@
 //! Like jwt_verify_lib, a JWKS keeps its valid keys and drops the invalid ones; a document with
 //! no valid key at all is an error.
 
-use rsa::BigUint;
 use rsa::RsaPublicKey;
+use rsa::traits::PublicKeyParts;
+
+use crate::rsa_pub::RsaKey;
 use serde_json::{Map, Value};
 
 use crate::b64;
@@ -15,7 +17,7 @@ const MAX_RSA_BITS: usize = 8192;
 /// The material of one key, ready to verify.
 #[derive(Clone)]
 pub enum Material {
-    Rsa(RsaPublicKey),
+    Rsa(RsaKey),
     P256(p256::ecdsa::VerifyingKey),
     P384(p384::ecdsa::VerifyingKey),
     P521(p521::ecdsa::VerifyingKey),
@@ -140,11 +142,13 @@ fn parse_jwk(jwk: &Value) -> Result<Key, String> {
     let kid = str_field(jwk, "kid")?.map(str::to_owned);
     let material = match kty {
         "RSA" => {
-            let n = BigUint::from_bytes_be(&b64_field(jwk, "n")?);
-            let e = BigUint::from_bytes_be(&b64_field(jwk, "e")?);
+            let (n, e) = (b64_field(jwk, "n")?, b64_field(jwk, "e")?);
+            if n.len() * 8 > MAX_RSA_BITS + 8 {
+                return Err("RSA modulus over 8192 bits".into());
+            }
             Material::Rsa(
-                RsaPublicKey::new_with_max_size(n, e, MAX_RSA_BITS)
-                    .map_err(|e| format!("bad RSA key: {e}"))?,
+                RsaKey::new(&n, &e)
+                    .ok_or("bad RSA key (modulus even or under 512 bits, or zero exponent)")?,
             )
         }
         "EC" => {
@@ -231,6 +235,12 @@ pub fn parse_pem(text: &str) -> Result<Jwks, JwksError> {
     Ok(out)
 }
 
+fn rsa_material(key: &RsaPublicKey) -> Result<Material, JwksError> {
+    RsaKey::new(&key.n().to_bytes_be(), &key.e().to_bytes_be())
+        .map(Material::Rsa)
+        .ok_or_else(|| JwksError::BadPem("RSA modulus even or under 512 bits".into()))
+}
+
 fn pem_block(pem: &str) -> Result<Material, JwksError> {
     use p256::pkcs8::DecodePublicKey as _;
     use rsa::pkcs1::DecodeRsaPublicKey as _;
@@ -238,8 +248,8 @@ fn pem_block(pem: &str) -> Result<Material, JwksError> {
 
     if pem.starts_with("-----BEGIN RSA PUBLIC KEY-----") {
         return RsaPublicKey::from_pkcs1_pem(pem)
-            .map(Material::Rsa)
-            .map_err(|e| JwksError::BadPem(format!("bad PKCS#1 RSA key: {e}")));
+            .map_err(|e| JwksError::BadPem(format!("bad PKCS#1 RSA key: {e}")))
+            .and_then(|k| rsa_material(&k));
     }
     if !pem.starts_with("-----BEGIN PUBLIC KEY-----") {
         let label = pem.lines().next().unwrap_or_default();
@@ -248,7 +258,7 @@ fn pem_block(pem: &str) -> Result<Material, JwksError> {
         )));
     }
     if let Ok(k) = RsaPublicKey::from_public_key_pem(pem) {
-        return Ok(Material::Rsa(k));
+        return rsa_material(&k);
     }
     if let Ok(k) = p256::PublicKey::from_public_key_pem(pem) {
         return Ok(Material::P256(k.into()));

@@ -16,6 +16,7 @@ pub mod jwks_cache;
 pub mod jwt;
 pub mod jwt_cache;
 pub mod policy;
+pub mod rsa_pub;
 pub mod select;
 pub mod status;
 pub mod verify;

@@ -5,11 +5,10 @@
 //! a key only ever verifies its own family (an RSA key never verifies an HS256 MAC).
 
 use p256::ecdsa::signature::Verifier as _;
-use rsa::{Pkcs1v15Sign, Pss};
-use sha2::{Digest, Sha256, Sha384, Sha512};
 
 use crate::jwks::{Jwks, Key, Material};
 use crate::jwt::{Alg, Jwt};
+use crate::rsa_pub::Hash;
 use crate::status::Status;
 
 /// Verifies the token's signature with one of the keys.
@@ -52,36 +51,12 @@ fn selects(jwt: &Jwt, key: &Key) -> bool {
 pub fn verifies(material: &Material, alg: Alg, msg: &[u8], signature: &[u8]) -> bool {
     use Alg::*;
     match (material, alg) {
-        (Material::Rsa(key), RS256) => key
-            .verify(
-                Pkcs1v15Sign::new::<Sha256>(),
-                &Sha256::digest(msg),
-                signature,
-            )
-            .is_ok(),
-        (Material::Rsa(key), RS384) => key
-            .verify(
-                Pkcs1v15Sign::new::<Sha384>(),
-                &Sha384::digest(msg),
-                signature,
-            )
-            .is_ok(),
-        (Material::Rsa(key), RS512) => key
-            .verify(
-                Pkcs1v15Sign::new::<Sha512>(),
-                &Sha512::digest(msg),
-                signature,
-            )
-            .is_ok(),
-        (Material::Rsa(key), PS256) => key
-            .verify(Pss::new::<Sha256>(), &Sha256::digest(msg), signature)
-            .is_ok(),
-        (Material::Rsa(key), PS384) => key
-            .verify(Pss::new::<Sha384>(), &Sha384::digest(msg), signature)
-            .is_ok(),
-        (Material::Rsa(key), PS512) => key
-            .verify(Pss::new::<Sha512>(), &Sha512::digest(msg), signature)
-            .is_ok(),
+        (Material::Rsa(key), RS256) => key.verify_pkcs1v15(Hash::Sha256, msg, signature),
+        (Material::Rsa(key), RS384) => key.verify_pkcs1v15(Hash::Sha384, msg, signature),
+        (Material::Rsa(key), RS512) => key.verify_pkcs1v15(Hash::Sha512, msg, signature),
+        (Material::Rsa(key), PS256) => key.verify_pss(Hash::Sha256, msg, signature),
+        (Material::Rsa(key), PS384) => key.verify_pss(Hash::Sha384, msg, signature),
+        (Material::Rsa(key), PS512) => key.verify_pss(Hash::Sha512, msg, signature),
         (Material::P256(key), ES256) => p256::ecdsa::Signature::from_slice(signature)
             .is_ok_and(|sig| key.verify(msg, &sig).is_ok()),
         (Material::P384(key), ES384) => p384::ecdsa::Signature::from_slice(signature)
