@@ -124,6 +124,41 @@ fn sub_assign(a: &mut [u32], b: &[u32]) -> bool {
     borrow != 0
 }
 
+/// Montgomery product `a·b·R^-1 mod n` on fixed-size limbs: multiplication and reduction
+/// interleaved in one pass over the limbs (FIOS), the running value kept in `t` plus two top
+/// words.
+fn mont_mul_fixed<const S: usize>(
+    a: &[u32; S],
+    b: &[u32; S],
+    n: &[u32; S],
+    n0inv: u32,
+) -> [u32; S] {
+    let mut t = [0u32; S];
+    let mut top = 0u64; // words S and S+1 of the running value
+    let (a0, n0) = (u64::from(a[0]), u64::from(n[0]));
+    for &bi in b {
+        let bi = u64::from(bi);
+        let v = u64::from(t[0]) + a0 * bi;
+        let m = u64::from((v as u32).wrapping_mul(n0inv));
+        let mut c1 = v >> 32;
+        let mut c2 = (u64::from(v as u32) + m * n0) >> 32;
+        for j in 1..S {
+            let v = u64::from(t[j]) + u64::from(a[j]) * bi + c1;
+            c1 = v >> 32;
+            let w = u64::from(v as u32) + m * u64::from(n[j]) + c2;
+            c2 = w >> 32;
+            t[j - 1] = w as u32;
+        }
+        let v = top + c1 + c2;
+        t[S - 1] = v as u32;
+        top = v >> 32;
+    }
+    if top != 0 || ge(&t, n) {
+        sub_assign(&mut t, n);
+    }
+    t
+}
+
 impl RsaKey {
     /// From the big-endian modulus and exponent. `None` for an even, tiny or zero modulus.
     pub fn new(n_be: &[u8], e_be: &[u8]) -> Option<RsaKey> {
@@ -201,7 +236,8 @@ impl RsaKey {
     }
 
     /// `s^e mod n` as `k` big-endian bytes; `None` when the signature is not `k` bytes or not
-    /// below `n`.
+    /// below `n`. Common key sizes (2048, 3072, 4096 bits) run on fixed-size arrays, which lets
+    /// the compiler drop every bounds check from the inner loops.
     fn public_op(&self, signature: &[u8]) -> Option<Vec<u8>> {
         if signature.len() != self.k {
             return None;
@@ -210,7 +246,18 @@ impl RsaKey {
         if ge(&s, &self.n) {
             return None;
         }
-        let base = self.mont_mul(&s, &self.rr);
+        let result = match self.n.len() {
+            64 => self.modexp_fixed::<64>(&s),
+            96 => self.modexp_fixed::<96>(&s),
+            128 => self.modexp_fixed::<128>(&s),
+            _ => self.modexp(&s),
+        }?;
+        Some(to_bytes(&result, self.k))
+    }
+
+    /// Left-to-right square-and-multiply over the bits of `e`, in the Montgomery domain.
+    fn modexp(&self, s: &[u32]) -> Option<Vec<u32>> {
+        let base = self.mont_mul(s, &self.rr);
         let mut acc = base.clone();
         let mut started = false;
         for &byte in &self.e {
@@ -228,7 +275,32 @@ impl RsaKey {
         }
         let mut one = vec![0u32; self.n.len()];
         *one.first_mut()? = 1;
-        Some(to_bytes(&self.mont_mul(&acc, &one), self.k))
+        Some(self.mont_mul(&acc, &one))
+    }
+
+    fn modexp_fixed<const S: usize>(&self, s: &[u32]) -> Option<Vec<u32>> {
+        let n: &[u32; S] = self.n.as_slice().try_into().ok()?;
+        let rr: &[u32; S] = self.rr.as_slice().try_into().ok()?;
+        let s: &[u32; S] = s.try_into().ok()?;
+        let base = mont_mul_fixed(s, rr, n, self.n0inv);
+        let mut acc = base;
+        let mut started = false;
+        for &byte in &self.e {
+            for bit in (0..8).rev() {
+                if started {
+                    acc = mont_mul_fixed(&acc, &acc, n, self.n0inv);
+                }
+                if (byte >> bit) & 1 == 1 {
+                    if started {
+                        acc = mont_mul_fixed(&acc, &base, n, self.n0inv);
+                    }
+                    started = true;
+                }
+            }
+        }
+        let mut one = [0u32; S];
+        *one.first_mut()? = 1;
+        Some(mont_mul_fixed(&acc, &one, n, self.n0inv).to_vec())
     }
 
     /// RSASSA-PKCS1-v1_5 (RS256/384/512).
