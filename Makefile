@@ -38,7 +38,7 @@ $(STAMP): $(REQS)
 
 ## unit: the Rust unit tests
 unit:
-	cargo test
+	cargo test --features cli
 
 ## e2e: the end-to-end suite against a real Envoy (tests/e2e)
 e2e: build-wasm envoy
@@ -48,19 +48,30 @@ e2e: build-wasm envoy
 lint:
 	@rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
 	cargo fmt --check
-	cargo clippy --all-targets -- -D warnings
+	cargo clippy --all-targets --features cli -- -D warnings
 	cargo clippy --release --target $(WASM_TARGET) -- -D warnings
 
 ## test: lint, unit and e2e
 test: lint unit e2e
 
 ## run: the guide's demo: echo upstream on :8081, Envoy on :8080 (admin :9901); Ctrl-C stops it
+##      (REMOTE=1: the same with remote keys, as run-remote)
 run: build-wasm envoy
-	scripts/run-demo.sh
+	scripts/run-demo.sh $(if $(filter-out 0,$(REMOTE)),--remote)
+
+## run-remote: the guide's demo with keys from a remote JWKS (envoy/demo-remote.yaml; JWKS on :8082)
+.PHONY: run-remote
+run-remote: build-wasm envoy
+	scripts/run-demo.sh --remote
 
 ## demo-keys: re-render policies/ and envoy/demo.yaml from the demo public key (keys kept)
 demo-keys: envoy
 	$(PY) scripts/make-demo-keys.py
+
+## bench: ours vs native jwt_authn, side by side in one Envoy build; writes BENCHMARKS.md (bench/README.md)
+.PHONY: bench
+bench:
+	bench/bench.sh
 
 clean:
 	cargo clean

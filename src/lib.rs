@@ -8,6 +8,10 @@
 pub mod authn;
 pub mod b64;
 pub mod claims;
+#[cfg(feature = "cli")]
+pub mod cli;
+#[cfg(feature = "cli")]
+mod cli_token;
 pub mod config;
 pub mod extract;
 pub mod json;
