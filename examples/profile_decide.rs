@@ -14,9 +14,13 @@ fn main() {
     let n: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10_000);
     let fixtures: serde_json::Value =
         serde_json::from_str(include_str!("../tests/fixtures/tokens.json")).unwrap_or_default();
-    let pem = fixtures["keys"]["rsa"]["pem"].as_str().unwrap_or_default();
-    let token = fixtures["tokens"]["RS256"]["token"]
-        .as_str()
+    let pem = fixtures
+        .pointer("/keys/rsa/pem")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default();
+    let token = fixtures
+        .pointer("/tokens/RS256/token")
+        .and_then(serde_json::Value::as_str)
         .unwrap_or_default();
     let spec = serde_json::json!({"config": {"providers": {"p": {"local": {"inline": pem},
         "claimsToHeaders": [{"claim": "org", "header": "x-org"}, {"claim": "email", "header": "x-email"}]}}}});

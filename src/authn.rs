@@ -675,7 +675,7 @@ mod cache_tests {
             .policies
             .remove(0);
         let crate::policy::KeySource::Local(jwks) = &policy.providers[0].keys else {
-            unreachable!()
+            panic!("the policy has local keys")
         };
         let other = crate::jwks::parse_pem(&pem("rsa_other")).unwrap();
         let headers = |t: &str| {

@@ -320,8 +320,10 @@ fn render_istio(policies: &[Value], f: &Flags) -> Result<Vec<Value>, String> {
             "failStrategy": "FAIL_CLOSE",
             "pluginConfig": {"policies": members, "settings": {"phase": gloo}},
         });
-        if !labels.is_empty() {
-            spec["selector"] = json!({"matchLabels": labels});
+        if !labels.is_empty()
+            && let Some(spec) = spec.as_object_mut()
+        {
+            spec.insert("selector".into(), json!({"matchLabels": labels}));
         }
         docs.push(json!({
             "apiVersion": "extensions.istio.io/v1alpha1",
@@ -359,10 +361,13 @@ fn render_envoy(policies: &[Value], f: &Flags) -> Result<Value, String> {
                 "load_assignment": {"cluster_name": r.cluster, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}]}]},
             });
             if scheme == "https" {
-                cluster["transport_socket"] = json!({
+                let tls = json!({
                     "name": "envoy.transport_sockets.tls",
                     "typed_config": {"@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext", "sni": host},
                 });
+                if let Some(c) = cluster.as_object_mut() {
+                    c.insert("transport_socket".into(), tls);
+                }
             }
             clusters.push(cluster);
         }

@@ -126,8 +126,10 @@ pub fn token(args: &[String], out: &mut String) -> Result<bool, String> {
         }
     }
     let mut header = json!({"alg": alg, "typ": "JWT"});
-    if let Some(kid) = get("--kid") {
-        header["kid"] = json!(kid);
+    if let Some(kid) = get("--kid")
+        && let Some(h) = header.as_object_mut()
+    {
+        h.insert("kid".into(), json!(kid));
     }
     let signed = format!(
         "{}.{}",

@@ -1072,7 +1072,7 @@ mod tests {
             let spec = spec_with(json!({"remote": r}));
             match &parse(spec.to_string().as_bytes()).unwrap().policies[0].providers[0].keys {
                 KeySource::Remote(r) => r.clone(),
-                KeySource::Local(_) => unreachable!(),
+                KeySource::Local(_) => panic!("expected remote keys"),
             }
         };
         let r = remote(json!({"url": "https://idp.example.com/.well-known/jwks.json"}));

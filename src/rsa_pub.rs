@@ -124,39 +124,81 @@ fn sub_assign(a: &mut [u32], b: &[u32]) -> bool {
     borrow != 0
 }
 
-/// Montgomery product `a·b·R^-1 mod n` on fixed-size limbs: multiplication and reduction
-/// interleaved in one pass over the limbs (FIOS), the running value kept in `t` plus two top
-/// words.
+/// Montgomery product `t = a·b·R^-1 mod n`: multiplication and reduction interleaved in one
+/// pass over the limbs (FIOS). All four slices have the modulus' length; `t` must not alias
+/// `a` or `b`. Iterators only, so there is no bounds check in the inner loop, and no panic.
+/// Inlined into [`mont_mul_fixed`], where the length is a constant the compiler unrolls for.
+#[inline(always)]
+fn mont_mul(t: &mut [u32], a: &[u32], b: &[u32], n: &[u32], n0inv: u32) {
+    t.fill(0);
+    let mut top = 0u64; // the words above t
+    let (Some(&a0), Some(&n0)) = (a.first(), n.first()) else {
+        return;
+    };
+    for &bi in b {
+        let bi = u64::from(bi);
+        let mut words = t.iter_mut();
+        let Some(mut prev) = words.next() else { return };
+        let v = u64::from(*prev) + u64::from(a0) * bi;
+        let m = u64::from((v as u32).wrapping_mul(n0inv));
+        let mut c1 = v >> 32;
+        let mut c2 = (u64::from(v as u32) + m * u64::from(n0)) >> 32;
+        for ((tj, &aj), &nj) in words.zip(a.iter().skip(1)).zip(n.iter().skip(1)) {
+            let v = u64::from(*tj) + u64::from(aj) * bi + c1;
+            c1 = v >> 32;
+            let w = u64::from(v as u32) + m * u64::from(nj) + c2;
+            c2 = w >> 32;
+            *prev = w as u32;
+            prev = tj;
+        }
+        let v = top + c1 + c2;
+        *prev = v as u32;
+        top = v >> 32;
+    }
+    if top != 0 || ge(t, n) {
+        sub_assign(t, n);
+    }
+}
+
+/// [`mont_mul`] for one key size known at compile time (2048, 3072 or 4096 bits).
 fn mont_mul_fixed<const S: usize>(
+    t: &mut [u32; S],
     a: &[u32; S],
     b: &[u32; S],
     n: &[u32; S],
     n0inv: u32,
-) -> [u32; S] {
-    let mut t = [0u32; S];
-    let mut top = 0u64; // words S and S+1 of the running value
-    let (a0, n0) = (u64::from(a[0]), u64::from(n[0]));
-    for &bi in b {
-        let bi = u64::from(bi);
-        let v = u64::from(t[0]) + a0 * bi;
-        let m = u64::from((v as u32).wrapping_mul(n0inv));
-        let mut c1 = v >> 32;
-        let mut c2 = (u64::from(v as u32) + m * n0) >> 32;
-        for j in 1..S {
-            let v = u64::from(t[j]) + u64::from(a[j]) * bi + c1;
-            c1 = v >> 32;
-            let w = u64::from(v as u32) + m * u64::from(n[j]) + c2;
-            c2 = w >> 32;
-            t[j - 1] = w as u32;
+) {
+    mont_mul(t, a, b, n, n0inv);
+}
+
+/// Left-to-right square-and-multiply of `base` (Montgomery form) by the bits of `e`, then out of
+/// the Montgomery domain. Generic over the limb buffer so fixed sizes keep their arrays.
+fn exponentiate<B: Clone + AsRef<[u32]>>(
+    e: &[u8],
+    base: &B,
+    one: &B,
+    mul: impl Fn(&mut B, &B, &B),
+) -> B {
+    let mut acc = base.clone();
+    let mut scratch = base.clone();
+    let mut started = false;
+    for &byte in e {
+        for bit in (0..8).rev() {
+            if started {
+                mul(&mut scratch, &acc, &acc);
+                std::mem::swap(&mut acc, &mut scratch);
+            }
+            if (byte >> bit) & 1 == 1 {
+                if started {
+                    mul(&mut scratch, &acc, base);
+                    std::mem::swap(&mut acc, &mut scratch);
+                }
+                started = true;
+            }
         }
-        let v = top + c1 + c2;
-        t[S - 1] = v as u32;
-        top = v >> 32;
     }
-    if top != 0 || ge(&t, n) {
-        sub_assign(&mut t, n);
-    }
-    t
+    mul(&mut scratch, &acc, one);
+    scratch
 }
 
 impl RsaKey {
@@ -202,42 +244,8 @@ impl RsaKey {
         })
     }
 
-    /// Montgomery product `a·b·R^-1 mod n` (CIOS).
-    fn mont_mul(&self, a: &[u32], b: &[u32]) -> Vec<u32> {
-        let s = self.n.len();
-        let mut t = vec![0u32; s + 2];
-        for &bi in b {
-            let mut carry = 0u64;
-            for (tj, &aj) in t.iter_mut().zip(a) {
-                let v = u64::from(*tj) + u64::from(aj) * u64::from(bi) + carry;
-                *tj = v as u32;
-                carry = v >> 32;
-            }
-            let v = u64::from(t[s]) + carry;
-            t[s] = v as u32;
-            t[s + 1] = (v >> 32) as u32;
-            let m = t[0].wrapping_mul(self.n0inv);
-            let mut carry = (u64::from(t[0]) + u64::from(m) * u64::from(self.n[0])) >> 32;
-            for j in 1..s {
-                let v = u64::from(t[j]) + u64::from(m) * u64::from(self.n[j]) + carry;
-                t[j - 1] = v as u32;
-                carry = v >> 32;
-            }
-            let v = u64::from(t[s]) + carry;
-            t[s - 1] = v as u32;
-            t[s] = t[s + 1] + (v >> 32) as u32;
-        }
-        let overflow = t[s] != 0;
-        t.truncate(s);
-        if overflow || ge(&t, &self.n) {
-            sub_assign(&mut t, &self.n);
-        }
-        t
-    }
-
     /// `s^e mod n` as `k` big-endian bytes; `None` when the signature is not `k` bytes or not
-    /// below `n`. Common key sizes (2048, 3072, 4096 bits) run on fixed-size arrays, which lets
-    /// the compiler drop every bounds check from the inner loops.
+    /// below `n`.
     fn public_op(&self, signature: &[u8]) -> Option<Vec<u8>> {
         if signature.len() != self.k {
             return None;
@@ -246,61 +254,34 @@ impl RsaKey {
         if ge(&s, &self.n) {
             return None;
         }
-        let result = match self.n.len() {
-            64 => self.modexp_fixed::<64>(&s),
-            96 => self.modexp_fixed::<96>(&s),
-            128 => self.modexp_fixed::<128>(&s),
-            _ => self.modexp(&s),
-        }?;
-        Some(to_bytes(&result, self.k))
-    }
-
-    /// Left-to-right square-and-multiply over the bits of `e`, in the Montgomery domain.
-    fn modexp(&self, s: &[u32]) -> Option<Vec<u32>> {
-        let base = self.mont_mul(s, &self.rr);
-        let mut acc = base.clone();
-        let mut started = false;
-        for &byte in &self.e {
-            for bit in (0..8).rev() {
-                if started {
-                    acc = self.mont_mul(&acc, &acc);
-                }
-                if (byte >> bit) & 1 == 1 {
-                    if started {
-                        acc = self.mont_mul(&acc, &base);
-                    }
-                    started = true;
-                }
+        let limbs = match self.n.len() {
+            64 => self.public_op_fixed::<64>(&s),
+            96 => self.public_op_fixed::<96>(&s),
+            128 => self.public_op_fixed::<128>(&s),
+            _ => {
+                let (n, inv) = (self.n.as_slice(), self.n0inv);
+                let mul = |t: &mut Vec<u32>, a: &Vec<u32>, b: &Vec<u32>| mont_mul(t, a, b, n, inv);
+                let mut base = vec![0u32; n.len()];
+                mul(&mut base, &s, &self.rr);
+                let mut one = vec![0u32; n.len()];
+                *one.first_mut()? = 1;
+                Some(exponentiate(&self.e, &base, &one, mul))
             }
-        }
-        let mut one = vec![0u32; self.n.len()];
-        *one.first_mut()? = 1;
-        Some(self.mont_mul(&acc, &one))
+        }?;
+        Some(to_bytes(&limbs, self.k))
     }
 
-    fn modexp_fixed<const S: usize>(&self, s: &[u32]) -> Option<Vec<u32>> {
+    fn public_op_fixed<const S: usize>(&self, s: &[u32]) -> Option<Vec<u32>> {
         let n: &[u32; S] = self.n.as_slice().try_into().ok()?;
         let rr: &[u32; S] = self.rr.as_slice().try_into().ok()?;
         let s: &[u32; S] = s.try_into().ok()?;
-        let base = mont_mul_fixed(s, rr, n, self.n0inv);
-        let mut acc = base;
-        let mut started = false;
-        for &byte in &self.e {
-            for bit in (0..8).rev() {
-                if started {
-                    acc = mont_mul_fixed(&acc, &acc, n, self.n0inv);
-                }
-                if (byte >> bit) & 1 == 1 {
-                    if started {
-                        acc = mont_mul_fixed(&acc, &base, n, self.n0inv);
-                    }
-                    started = true;
-                }
-            }
-        }
+        let inv = self.n0inv;
+        let mul = |t: &mut [u32; S], a: &[u32; S], b: &[u32; S]| mont_mul_fixed(t, a, b, n, inv);
+        let mut base = [0u32; S];
+        mul(&mut base, s, rr);
         let mut one = [0u32; S];
         *one.first_mut()? = 1;
-        Some(mont_mul_fixed(&acc, &one, n, self.n0inv).to_vec())
+        Some(exponentiate(&self.e, &base, &one, mul).to_vec())
     }
 
     /// RSASSA-PKCS1-v1_5 (RS256/384/512).
