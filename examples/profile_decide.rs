@@ -28,7 +28,7 @@ fn main() {
         return;
     };
     let policy = config.policies.remove(0);
-    let KeySource::Local(jwks) = &policy.providers[0].keys else {
+    let Some(KeySource::Local(jwks)) = policy.providers.first().map(|p| &p.keys) else {
         return;
     };
     let keys = |_: usize| Keys::local(jwks);
