@@ -30,6 +30,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -68,6 +69,10 @@ def upstream_port() -> int:
     global _UPSTREAM
     if _UPSTREAM is None:
         _UPSTREAM = echo_upstream.start(0)
+        # socketserver listens with a backlog of 5: a burst of concurrent requests through Envoy
+        # would overflow it (dropped SYNs, Envoy's 1 s connect timeout, 503).  Listening again
+        # on the same socket only raises the backlog.
+        _UPSTREAM.socket.listen(128)
     return _UPSTREAM.server_port
 
 
@@ -343,18 +348,23 @@ class Envoy:
         if component_log_level:
             self.args += ["--component-log-level", component_log_level]
         self.proc: subprocess.Popen | None = None
+        self._log_keep = None  # a read handle on the log (see log_text)
         self.admin_port = 0
         self.port = 0
 
     # lifecycle -------------------------------------------------------------
     def start(self, timeout: float = READY_TIMEOUT) -> "Envoy":
-        log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, cwd=str(REPO))
-        log.close()
+        self._spawn()
         deadline = time.monotonic() + timeout
+        respawns = 2
         while True:
             if self.proc.poll() is not None:
+                if respawns and not self.config_path.exists():
+                    # Another pytest session in this checkout started and wiped LOG_ROOT
+                    # (clean_logs) before this Envoy read its config: write it again, retry.
+                    respawns -= 1
+                    self._spawn()
+                    continue
                 raise EnvoyExited(self.proc.returncode, self.log_text())
             if time.monotonic() > deadline:
                 self.stop()
@@ -363,14 +373,30 @@ class Envoy:
                 return self
             time.sleep(0.05)
 
+    def _spawn(self) -> None:
+        if not self.config_path.exists():
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self.config_path.write_text(json.dumps(self.bootstrap, indent=2))
+        log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, cwd=str(REPO))
+        log.close()
+        self._log_keep = open(self.log_path, "rb")
+
     def _ready(self) -> bool:
         if not self.admin_port:
             try:
                 address = self.admin_path.read_text().strip()
             except OSError:
-                return False
+                address = ""
             if not address:
-                return False
+                # The folder may have been removed under us (another pytest session in the same
+                # checkout starting: clean_logs), so Envoy could not write the file; it also logs
+                # "admin address: HOST:PORT" at startup.
+                found = re.search(r"admin address: [^\s:]+:(\d+)", self.log_text())
+                if found is None:
+                    return False
+                address = f"127.0.0.1:{found.group(1)}"
             self.admin_port = int(address.rsplit(":", 1)[1])
         try:
             if self.admin("/ready").strip() != "LIVE":
@@ -413,7 +439,16 @@ class Envoy:
         try:
             return self.log_path.read_text(errors="replace")
         except OSError:
-            return ""
+            pass
+        # The folder can vanish under a running Envoy when another pytest session in the same
+        # checkout starts (clean_logs); the handle kept since start still reads the whole log.
+        if self._log_keep is not None:
+            try:
+                self._log_keep.seek(0)
+                return self._log_keep.read().decode(errors="replace")
+            except (OSError, ValueError):
+                pass
+        return ""
 
     def admin(self, path: str) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}{path}", timeout=5) as resp:
