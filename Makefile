@@ -108,7 +108,10 @@ OCI_DIR        := target/oci
 ENVOY_OLDEST   := 1.36.4
 VENV_OLDEST    := .venv-1.36
 STAMP_OLDEST   := $(VENV_OLDEST)/.installed
-MATRIX_PYTEST_ARGS ?=
+# The matrix runs the e2e suite but test_algorithms and test_config_errors: those two drive the wasm's
+# own code (signature checks, config parsing), the same bytes in every Envoy, and take half the suite's
+# time; they pass on 1.36 too (`make test-matrix MATRIX_PYTEST_ARGS=` runs everything).
+MATRIX_PYTEST_ARGS ?= --ignore=tests/e2e/test_algorithms.py --ignore=tests/e2e/test_config_errors.py
 
 .PHONY: check-policies check-manifests oci-image test-matrix
 
@@ -145,3 +148,10 @@ $(STAMP_OLDEST): $(REQS)
 ## test-matrix: the e2e suite against the oldest supported Envoy ($(ENVOY_OLDEST), in $(VENV_OLDEST))
 test-matrix: build-wasm $(STAMP_OLDEST)
 	ENVOY_BIN=$(CURDIR)/$(VENV_OLDEST)/bin/envoy $(VENV_OLDEST)/bin/python -m pytest -q -p no:cacheprovider tests/e2e $(MATRIX_PYTEST_ARGS)
+
+# ---------------------------------------------------------------- soak test (soak/, issue 7)
+## soak: chaos + soak test (soak/README.md): SOAK_SECONDS (600) of valid/expired/forged/malformed
+##       load while the JWKS rotates keys, fails and stalls; writes soak/last-run.txt. Not in `make test`
+.PHONY: soak
+soak:
+	soak/soak.sh
