@@ -15,8 +15,10 @@ usage:
   jwt-policy check FILE...
       Validate JWTPolicy resources (and the pluginConfig of WasmPlugin resources) in YAML or
       JSON files with the filter's own rules. Exit 1 on any error.
-  jwt-policy render --istio [--namespace NS] [--selector KEY=VALUE]... [--gateway] [--image URL] FILE...
-      Istio WasmPlugin manifests, one per phase (preAuthz -> AUTHZ, postAuthz -> STATS).
+  jwt-policy render --istio [--namespace NS] [--selector KEY=VALUE]... [--gateway] [--image URL]
+                    [--mode SERVER|CLIENT|UNDEFINED] FILE...
+      Istio WasmPlugin manifests, one per phase (preAuthz -> AUTHZ, postAuthz -> STATS). Sidecar
+      plugins match SERVER traffic unless --mode says otherwise; gateway plugins match all.
   jwt-policy render --envoy [--wasm PATH] FILE...
       An Envoy http_filters block (the wasm filter, then the router) and a cluster per remote JWKS.
   jwt-policy token --key PEM_FILE | --secret TEXT [--alg ALG] [--kid KID] [--exp DURATION]
@@ -28,7 +30,7 @@ usage:
 pub fn run(args: &[String], out: &mut String, err: &mut String) -> i32 {
     let result = match args.first().map(String::as_str) {
         Some("check") => check(args.get(1..).unwrap_or_default(), out),
-        Some("render") => render(args.get(1..).unwrap_or_default(), out),
+        Some("render") => render(args.get(1..).unwrap_or_default(), out, err),
         Some("token") => crate::cli_token::token(args.get(1..).unwrap_or_default(), out),
         Some("help" | "--help" | "-h") => {
             out.push_str(USAGE);
@@ -251,8 +253,11 @@ fn emit(docs: &[Value], out: &mut String) -> Result<(), String> {
     Ok(())
 }
 
-fn render(args: &[String], out: &mut String) -> Result<bool, String> {
-    let f = flags(args, &["--namespace", "--selector", "--image", "--wasm"])?;
+fn render(args: &[String], out: &mut String, err: &mut String) -> Result<bool, String> {
+    let f = flags(
+        args,
+        &["--namespace", "--selector", "--image", "--wasm", "--mode"],
+    )?;
     if let Some(unknown) = f
         .switches
         .iter()
@@ -262,7 +267,29 @@ fn render(args: &[String], out: &mut String) -> Result<bool, String> {
     }
     let policies = policies_of(&f.files)?;
     let docs = match (f.has("--istio"), f.has("--envoy")) {
-        (true, false) => render_istio(&policies, &f)?,
+        (true, false) => {
+            for p in &policies {
+                let labelled = p
+                    .pointer("/spec/applyToRoutes")
+                    .and_then(Value::as_array)
+                    .is_some_and(|routes| {
+                        routes.iter().any(|r| {
+                            r.pointer("/route/labels")
+                                .and_then(Value::as_object)
+                                .is_some_and(|l| !l.is_empty())
+                        })
+                    });
+                if labelled {
+                    let _ = writeln!(
+                        err,
+                        "warning: JWTPolicy {} selects routes by labels, which Istio cannot put in Envoy route metadata: \
+                         on Istio such a policy selects nothing; select the VirtualService http route by `name` instead",
+                        name(p)
+                    );
+                }
+            }
+            render_istio(&policies, &f)?
+        }
         (false, true) => vec![render_envoy(&policies, &f)?],
         _ => return Err(format!("render needs one of --istio or --envoy\n{USAGE}")),
     };
@@ -320,10 +347,20 @@ fn render_istio(policies: &[Value], f: &Flags) -> Result<Vec<Value>, String> {
             "failStrategy": "FAIL_CLOSE",
             "pluginConfig": {"policies": members, "settings": {"phase": gloo}},
         });
-        if !labels.is_empty()
-            && let Some(spec) = spec.as_object_mut()
-        {
-            spec.insert("selector".into(), json!({"matchLabels": labels}));
+        let mode = f
+            .value("--mode")
+            .unwrap_or(if gateway { "UNDEFINED" } else { "SERVER" });
+        if !["SERVER", "CLIENT", "UNDEFINED"].contains(&mode) {
+            return Err(format!("--mode {mode}: want SERVER, CLIENT or UNDEFINED"));
+        }
+        if let Some(spec) = spec.as_object_mut() {
+            spec.insert("type".into(), json!("HTTP"));
+            if !labels.is_empty() {
+                spec.insert("selector".into(), json!({"matchLabels": labels}));
+            }
+            if mode != "UNDEFINED" {
+                spec.insert("match".into(), json!([{"mode": mode}]));
+            }
         }
         docs.push(json!({
             "apiVersion": "extensions.istio.io/v1alpha1",
@@ -464,6 +501,8 @@ mod tests {
         assert_eq!(docs[1]["spec"]["priority"], -3);
         assert_eq!(docs[0]["spec"]["failStrategy"], "FAIL_CLOSE");
         assert_eq!(docs[0]["spec"]["selector"]["matchLabels"]["app"], "httpbin");
+        assert_eq!(docs[0]["spec"]["match"][0]["mode"], "SERVER");
+        assert_eq!(docs[0]["spec"]["type"], "HTTP");
         let config = docs[0]["spec"]["pluginConfig"].to_string();
         assert_eq!(
             crate::config::parse(config.as_bytes())

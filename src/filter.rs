@@ -462,9 +462,9 @@ impl RouteInfo for HostRoute<'_> {
     }
 
     fn local_service(&mut self) -> Option<(String, String)> {
-        let namespace = string_property(&["node", "metadata", "NAMESPACE"])?;
-        let labels =
-            property(&["node", "metadata", "LABELS"]).and_then(|b| select::decode_pairs(&b))?;
+        let namespace = string_property(&["xds", "node", "metadata", "NAMESPACE"])?;
+        let labels = property(&["xds", "node", "metadata", "LABELS"])
+            .and_then(|b| select::decode_pairs(&b))?;
         let name = labels
             .get("service.istio.io/canonical-name")
             .or_else(|| labels.get("app"))?;

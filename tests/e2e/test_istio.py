@@ -369,13 +369,8 @@ def test_sidecar_append_false_makes_claim_headers_safe_for_authorization(upstrea
         assert echo.header("X-Org") == ["solo.io"]
 
 
-NODE_METADATA_BUG = ("the filter reads the workload from the `node.metadata...` property, which Envoy "
-                     "(1.36, 1.40) does not serve to HTTP contexts; `xds.node.metadata...` works "
-                     "(src/filter.rs local_service)")
-
-
 @pytest.mark.parametrize("app, selected", [
-    pytest.param("httpbin", True, marks=pytest.mark.xfail(reason=NODE_METADATA_BUG, strict=False)),
+    ("httpbin", True),
     ("reviews", False),
 ])
 def test_inbound_destination_selector_reads_istio_node_metadata(upstream, tmp_path, app, selected):
