@@ -154,10 +154,10 @@ fn check_token<'k>(
     if found.token.len() > policy.limits.max_token_bytes {
         return TokenResult::Invalid(Status::JwtBadFormat);
     }
-    let jwt = match cache.get(&found.token, now) {
-        Some(jwt) => jwt,
+    let (jwt, verdicts) = match cache.get(&found.token, now) {
+        Some((jwt, verdicts)) => (jwt, verdicts.to_vec()),
         None => match jwt::parse(&found.token) {
-            Ok(jwt) => Rc::new(jwt),
+            Ok(jwt) => (Rc::new(jwt), Vec::new()),
             Err(status) => return TokenResult::Invalid(status),
         },
     };
@@ -196,7 +196,7 @@ fn check_token<'k>(
                 may_refetch,
             } => {
                 let verdict = (policy.index, i, version);
-                if cache.was_verified(&found.token, verdict) {
+                if verdicts.contains(&verdict) {
                     return TokenResult::Valid { provider: i, jwt };
                 }
                 match verify::verify_signature(&jwt, jwks) {

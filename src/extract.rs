@@ -50,7 +50,7 @@ pub fn extract(policy: &Policy, headers: &[Header], path: &[u8]) -> Vec<Found> {
                 let Some(rest) = value.strip_prefix(source.prefix.as_bytes()) else {
                     continue;
                 };
-                let token = String::from_utf8_lossy(rest.trim_ascii()).into_owned();
+                let token = text(rest.trim_ascii());
                 if !token.is_empty() {
                     push(&mut found, Location::Header(source.name.clone()), token, i);
                 }
@@ -104,7 +104,15 @@ fn percent_decode(input: &[u8]) -> String {
         out.push(b);
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    text(&out)
+}
+
+/// Bytes as text: the common valid case without a copy through the lossy decoder.
+fn text(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_owned(),
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+    }
 }
 
 /// `path` without the query parameters named in `names` (all their occurrences); every other

@@ -7,6 +7,7 @@
 //! are cheap, and time moves). Bounded: at most `capacity` tokens, the oldest evicted first.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 
 use crate::jwt::Jwt;
@@ -19,8 +20,32 @@ struct Entry {
     verified: Vec<Verdict>,
 }
 
+/// A fast, unkeyed hash of the token's length and last 32 bytes (the signature's tail). Unkeyed
+/// is safe here: only tokens whose signature verified are ever inserted, so nobody can fill the
+/// map with colliding keys; a lookup that collides just compares one more whole token.
+#[derive(Default)]
+pub struct TailHasher(u64);
+
+impl Hasher for TailHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let tail = bytes.get(bytes.len().saturating_sub(32)..).unwrap_or(bytes);
+        let mut h = self.0 ^ (bytes.len() as u64);
+        for chunk in tail.chunks(8) {
+            let mut word = [0u8; 8];
+            word.iter_mut().zip(chunk).for_each(|(w, c)| *w = *c);
+            h = (h.rotate_left(5) ^ u64::from_le_bytes(word))
+                .wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+        self.0 = h;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 pub struct TokenCache {
-    map: HashMap<Rc<str>, Entry>,
+    map: HashMap<Rc<str>, Entry, BuildHasherDefault<TailHasher>>,
     order: VecDeque<Rc<str>>,
     capacity: usize,
 }
@@ -28,7 +53,7 @@ pub struct TokenCache {
 impl TokenCache {
     pub fn new(capacity: usize) -> TokenCache {
         TokenCache {
-            map: HashMap::new(),
+            map: HashMap::default(),
             order: VecDeque::new(),
             capacity,
         }
@@ -42,14 +67,22 @@ impl TokenCache {
         self.map.is_empty()
     }
 
-    /// The parsed token, unless it is unknown or expired (`exp` before `now`).
-    pub fn get(&mut self, token: &str, now: u64) -> Option<Rc<Jwt>> {
-        let entry = self.map.get(token)?;
-        if entry.jwt.exp.is_some_and(|exp| exp != 0 && exp < now) {
+    /// The parsed token and the verdicts it earned, unless it is unknown or expired (`exp`
+    /// before `now`).
+    pub fn get(&mut self, token: &str, now: u64) -> Option<(Rc<Jwt>, &[Verdict])> {
+        let expired = self
+            .map
+            .get(token)?
+            .jwt
+            .exp
+            .is_some_and(|exp| exp != 0 && exp < now);
+        if expired {
             self.map.remove(token);
             return None;
         }
-        Some(Rc::clone(&entry.jwt))
+        self.map
+            .get(token)
+            .map(|e| (Rc::clone(&e.jwt), e.verified.as_slice()))
     }
 
     /// Remembers that `verdict`'s keys verified this token (evicting the oldest when full).
