@@ -160,6 +160,87 @@ fn mont_mul(t: &mut [u32], a: &[u32], b: &[u32], n: &[u32], n0inv: u32) {
     }
 }
 
+/// Montgomery square `t = a²·R^-1 mod n`, a quarter fewer multiplications than [`mont_mul`]:
+/// the full square first (each cross product once, then doubled), then the reduction (SOS).
+/// `wide` is scratch of twice the modulus' length plus one.
+#[inline(always)]
+fn mont_sqr(t: &mut [u32], a: &[u32], n: &[u32], n0inv: u32, wide: &mut [u32]) {
+    wide.fill(0);
+    // Cross products a[i]·a[j], j > i, at i + j.
+    for (i, &ai) in a.iter().enumerate() {
+        let ai = u64::from(ai);
+        let Some(row) = wide.get_mut(2 * i + 1..) else {
+            break;
+        };
+        let mut carry = 0u64;
+        let mut words = row.iter_mut();
+        // The finite iterator first: zip must not consume a word past the end of `a`.
+        for (&aj, w) in a.iter().skip(i + 1).zip(words.by_ref()) {
+            let v = u64::from(*w) + ai * u64::from(aj) + carry;
+            *w = v as u32;
+            carry = v >> 32;
+        }
+        if let Some(w) = words.next() {
+            *w = carry as u32;
+        }
+    }
+    // Double, and add the squares a[i]² at 2i.
+    let mut shifted_out = 0u32;
+    for w in wide.iter_mut() {
+        let next = *w >> 31;
+        *w = (*w << 1) | shifted_out;
+        shifted_out = next;
+    }
+    let mut carry = 0u64;
+    let mut words = wide.iter_mut();
+    for &ai in a {
+        let sq = u64::from(ai) * u64::from(ai);
+        let (Some(lo), Some(hi)) = (words.next(), words.next()) else {
+            break;
+        };
+        let v = u64::from(*lo) + (sq & 0xffff_ffff) + carry;
+        *lo = v as u32;
+        let v = u64::from(*hi) + (sq >> 32) + (v >> 32);
+        *hi = v as u32;
+        carry = v >> 32;
+    }
+    for w in words {
+        let v = u64::from(*w) + carry;
+        *w = v as u32;
+        carry = v >> 32;
+    }
+    // Reduce: add m·n at word i so that word i becomes zero, for every i below the modulus length.
+    let len = n.len();
+    for i in 0..len {
+        let Some(window) = wide.get_mut(i..) else {
+            break;
+        };
+        let Some(&w0) = window.first() else { break };
+        let m = u64::from(w0.wrapping_mul(n0inv));
+        let mut carry = 0u64;
+        let mut words = window.iter_mut();
+        for (&nj, w) in n.iter().zip(words.by_ref()) {
+            let v = u64::from(*w) + m * u64::from(nj) + carry;
+            *w = v as u32;
+            carry = v >> 32;
+        }
+        for w in words {
+            if carry == 0 {
+                break;
+            }
+            let v = u64::from(*w) + carry;
+            *w = v as u32;
+            carry = v >> 32;
+        }
+    }
+    let Some(high) = wide.get(len..) else { return };
+    t.iter_mut().zip(high).for_each(|(t, h)| *t = *h);
+    let overflow = high.get(len).is_some_and(|&top| top != 0);
+    if overflow || ge(t, n) {
+        sub_assign(t, n);
+    }
+}
+
 /// [`mont_mul`] for one key size known at compile time (2048, 3072 or 4096 bits).
 fn mont_mul_fixed<const S: usize>(
     t: &mut [u32; S],
@@ -178,6 +259,7 @@ fn exponentiate<B: Clone + AsRef<[u32]>>(
     base: &B,
     one: &B,
     mul: impl Fn(&mut B, &B, &B),
+    mut sqr: impl FnMut(&mut B, &B),
 ) -> B {
     let mut acc = base.clone();
     let mut scratch = base.clone();
@@ -185,7 +267,7 @@ fn exponentiate<B: Clone + AsRef<[u32]>>(
     for &byte in e {
         for bit in (0..8).rev() {
             if started {
-                mul(&mut scratch, &acc, &acc);
+                sqr(&mut scratch, &acc);
                 std::mem::swap(&mut acc, &mut scratch);
             }
             if (byte >> bit) & 1 == 1 {
@@ -265,7 +347,9 @@ impl RsaKey {
                 mul(&mut base, &s, &self.rr);
                 let mut one = vec![0u32; n.len()];
                 *one.first_mut()? = 1;
-                Some(exponentiate(&self.e, &base, &one, mul))
+                let mut wide = vec![0u32; 2 * n.len() + 1];
+                let sqr = |t: &mut Vec<u32>, a: &Vec<u32>| mont_sqr(t, a, n, inv, &mut wide);
+                Some(exponentiate(&self.e, &base, &one, mul, sqr))
             }
         }?;
         Some(to_bytes(&limbs, self.k))
@@ -281,7 +365,9 @@ impl RsaKey {
         mul(&mut base, s, rr);
         let mut one = [0u32; S];
         *one.first_mut()? = 1;
-        Some(exponentiate(&self.e, &base, &one, mul).to_vec())
+        let mut wide = vec![0u32; 2 * S + 1];
+        let sqr = |t: &mut [u32; S], a: &[u32; S]| mont_sqr(t, a, n, inv, &mut wide);
+        Some(exponentiate(&self.e, &base, &one, mul, sqr).to_vec())
     }
 
     /// RSASSA-PKCS1-v1_5 (RS256/384/512).
@@ -476,6 +562,33 @@ mod tests {
             !fast.verify_pkcs1v15(Hash::Sha256, &msg, &[0xff; 256]),
             "signature above n"
         );
+    }
+
+    #[test]
+    fn squaring_equals_multiplying_by_itself() {
+        let (_, fast) = keys();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u32
+        };
+        let len = fast.n.len();
+        let mut wide = vec![0u32; 2 * len + 1];
+        for round in 0..200 {
+            let mut a: Vec<u32> = (0..len).map(|_| next()).collect();
+            if round % 3 == 0 {
+                a.iter_mut().for_each(|w| *w = u32::MAX); // the largest inputs
+            }
+            while ge(&a, &fast.n) {
+                sub_assign(&mut a, &fast.n);
+            }
+            let (mut by_mul, mut by_sqr) = (vec![0u32; len], vec![0u32; len]);
+            mont_mul(&mut by_mul, &a, &a, &fast.n, fast.n0inv);
+            mont_sqr(&mut by_sqr, &a, &fast.n, fast.n0inv, &mut wide);
+            assert_eq!(by_mul, by_sqr, "round {round}");
+        }
     }
 
     #[test]
