@@ -5,39 +5,13 @@ use crate::claims;
 use crate::extract::{self, Found, Header, Location};
 use std::rc::Rc;
 
-use crate::jwks::Jwks;
 use crate::jwt::{self, Jwt};
 use crate::jwt_cache::TokenCache;
 use crate::policy::{ClearRouteCache, Policy, Provider, ValidationPolicy};
 use crate::status::Status;
 use crate::verify;
 
-/// What the key store holds for one provider right now.
-pub enum Keys<'a> {
-    /// Usable keys. `version` changes whenever the keys do (a cached verdict is only reused
-    /// for the same version). `may_refetch`: a token whose `kid` no key has waits for a refetch
-    /// instead of failing at once (key rotation).
-    Ready {
-        jwks: &'a Jwks,
-        version: u64,
-        may_refetch: bool,
-    },
-    /// Not fetched yet: the request must wait.
-    Pending,
-    /// No good keys: the status to answer.
-    Failed(Status),
-}
-
-impl<'a> Keys<'a> {
-    /// Local keys: one version, never refetched.
-    pub fn local(jwks: &'a Jwks) -> Keys<'a> {
-        Keys::Ready {
-            jwks,
-            version: 0,
-            may_refetch: false,
-        }
-    }
-}
+pub use crate::jwks_cache::Keys;
 
 /// A change to the request before it goes upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,7 +14,7 @@ use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
 
 use crate::authn::{self, Decision, HeaderOp, Keys, RequestView};
 use crate::config;
-use crate::jwks_cache::{self, FetchError, Record, Source, State};
+use crate::jwks_cache::{self, FetchError, Record, Source};
 use crate::jwt_cache::TokenCache;
 use crate::metrics::{Counter, Metrics};
 use crate::policy::{Config, KeySource};
@@ -149,7 +149,7 @@ impl Worker {
         for si in routes.iter().flatten() {
             if matches!(
                 self.sources.get(*si).map(|s| s.state(now_ms())),
-                Some(State::Pending)
+                Some(Keys::Pending)
             ) {
                 self.sync(*si);
             }
@@ -161,20 +161,9 @@ impl Worker {
             routes.get(i).copied().flatten(),
         ) {
             (Some(KeySource::Local(jwks)), _) => Keys::local(jwks),
-            (_, Some(si)) => match sources.get(si).map(|s| s.state(now)) {
-                Some(State::Ready {
-                    jwks,
-                    version,
-                    may_refetch,
-                }) => Keys::Ready {
-                    jwks,
-                    version,
-                    may_refetch,
-                },
-                Some(State::Pending) => Keys::Pending,
-                Some(State::Failed(status)) => Keys::Failed(status),
-                None => Keys::Failed(Status::JwksFetchFail),
-            },
+            (_, Some(si)) => sources
+                .get(si)
+                .map_or(Keys::Failed(Status::JwksFetchFail), |s| s.state(now)),
             _ => Keys::Failed(Status::JwksFetchFail),
         };
         match authn::decide(
@@ -359,7 +348,7 @@ impl Worker {
             let settled = w.sources.iter().all(|si| {
                 !matches!(
                     self.sources.get(*si).map(|s| s.state(now)),
-                    Some(State::Pending)
+                    Some(Keys::Pending)
                 )
             }) && w.sources.iter().all(|si| {
                 self.sources.get(*si).is_some_and(|s| {

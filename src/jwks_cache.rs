@@ -76,20 +76,34 @@ impl Record {
     }
 }
 
-/// The keys of one source, as a request sees them.
-pub enum State<'a> {
-    /// Usable keys; `version` changes when they do; `may_refetch`: an unknown `kid` may trigger
-    /// a refetch now.
+/// The keys of one provider as a request sees them: local keys are always `Ready`; a remote
+/// source is `Ready` once fetched, `Pending` before, `Failed` when fetching failed with no good
+/// keys left.
+pub enum Keys<'a> {
+    /// Usable keys. `version` changes whenever the keys do (a cached verdict is only reused
+    /// for the same version). `may_refetch`: a token whose `kid` no key has waits for a refetch
+    /// instead of failing at once (key rotation).
     Ready {
         jwks: &'a Jwks,
         version: u64,
         may_refetch: bool,
     },
-    /// No keys yet; a fetch is (or will be) under way.
+    /// Not fetched yet: the request must wait.
     Pending,
-    /// No good keys, and fetching failed: `Jwks remote fetch is failed`, or `Jwks doesn't have
-    /// any valid public key` when the server sent a JWKS without one.
+    /// No good keys: `Jwks remote fetch is failed`, or `Jwks doesn't have any valid public key`
+    /// when the server sent a JWKS without one.
     Failed(Status),
+}
+
+impl<'a> Keys<'a> {
+    /// Local keys: one version, never refetched.
+    pub fn local(jwks: &'a Jwks) -> Keys<'a> {
+        Keys::Ready {
+            jwks,
+            version: 0,
+            may_refetch: false,
+        }
+    }
 }
 
 /// One JWKS source (a remote URL and cluster) in one worker.
@@ -153,9 +167,9 @@ impl Source {
 
 impl Source {
     /// The keys as a request sees them at `now`.
-    pub fn state(&self, now: u64) -> State<'_> {
+    pub fn state(&self, now: u64) -> Keys<'_> {
         match &self.keys {
-            Some(jwks) => State::Ready {
+            Some(jwks) => Keys::Ready {
                 jwks,
                 version: self.record.good_at_ms,
                 may_refetch: self.may_refetch(now),
@@ -164,13 +178,13 @@ impl Source {
                 && self.in_flight_until.is_none()
                 && now < self.record.next_retry_at() =>
             {
-                State::Failed(if self.record.no_valid_keys {
+                Keys::Failed(if self.record.no_valid_keys {
                     Status::JwksNoValidKeys
                 } else {
                     Status::JwksFetchFail
                 })
             }
-            None => State::Pending,
+            None => Keys::Pending,
         }
     }
 
@@ -308,14 +322,14 @@ mod tests {
         jwks_doc(vec![jwk("rsa", json!({}))]).into_bytes()
     }
 
-    fn is(state: State<'_>) -> &'static str {
+    fn is(state: Keys<'_>) -> &'static str {
         match state {
-            State::Ready {
+            Keys::Ready {
                 may_refetch: true, ..
             } => "ready+refetch",
-            State::Ready { .. } => "ready",
-            State::Pending => "pending",
-            State::Failed(_) => "failed",
+            Keys::Ready { .. } => "ready",
+            Keys::Pending => "pending",
+            Keys::Failed(_) => "failed",
         }
     }
 
@@ -416,7 +430,7 @@ mod tests {
                 .unwrap_err(),
             FetchError::NoValidKeys(_)
         ));
-        assert!(matches!(s.state(1), State::Failed(Status::JwksNoValidKeys)));
+        assert!(matches!(s.state(1), Keys::Failed(Status::JwksNoValidKeys)));
     }
 
     #[test]
