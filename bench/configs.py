@@ -1,0 +1,149 @@
+"""Envoy bootstraps of the benchmark: the upstream, and one per arm (see bench/README.md)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ISSUER = "https://bench.example.com"
+JWT_CACHE_SIZE = 1024      # native arm (c); ours' settings.limits.maxCachedTokens defaults to 1024 too
+CLAIMS_TO_HEADERS = [{"claim": "sub", "header": "x-jwt-sub"}, {"claim": "org", "header": "x-jwt-org"},
+                     {"claim": "email", "header": "x-jwt-email"}]
+
+HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+ROUTER = {"name": "envoy.filters.http.router",
+          "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
+
+
+# --------------------------------------------------------------------------- building blocks
+
+def cluster(name: str, port: int) -> dict:
+    endpoint = {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}
+    return {"name": name, "type": "STATIC", "connect_timeout": "1s",
+            "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [endpoint]}]}}
+
+
+def listener(name: str, routes: list[dict], filters: list[dict], port: int = 0) -> dict:
+    """An HTTP listener on 127.0.0.1 (port 0: the kernel picks, read back from the admin API)."""
+    hcm = {"@type": HCM, "stat_prefix": name, "codec_type": "AUTO",
+           "route_config": {"name": name, "virtual_hosts": [{"name": name, "domains": ["*"], "routes": routes}]},
+           "http_filters": [*filters, ROUTER]}
+    return {"name": name, "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+            "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
+                                            "typed_config": hcm}]}]}
+
+
+def bootstrap(listeners: list[dict], clusters: list[dict]) -> dict:
+    return {"admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
+            "static_resources": {"listeners": listeners, "clusters": clusters}}
+
+
+def upstream_listener(jwks: str, port: int = 0) -> dict:
+    """The fast upstream: direct_response "ok" on every path, and the bench JWKS on /jwks."""
+    routes = [
+        {"match": {"path": "/jwks"},
+         "direct_response": {"status": 200, "body": {"inline_string": jwks}},
+         "response_headers_to_add": [{"header": {"key": "content-type", "value": "application/json"}}]},
+        {"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "ok\n"}}},
+    ]
+    return listener("upstream", routes, [], port)
+
+
+def upstream_bootstrap(jwks: str) -> dict:
+    return bootstrap([upstream_listener(jwks)], [])
+
+
+def arm_bootstrap(filters: list[dict], upstream_port: int, inprocess_jwks: str | None = None) -> dict:
+    """The arm's listener "arm": one route, / to the cluster "upstream".  The cluster "jwks" (for
+    remote keys) is the same server.  ``inprocess_jwks``: the upstream listener lives in this
+    Envoy too, on ``upstream_port`` (BENCH_UPSTREAM=inprocess)."""
+    routes = [{"name": "bench", "match": {"prefix": "/"}, "route": {"cluster": "upstream"}}]
+    listeners = [listener("arm", routes, filters)]
+    if inprocess_jwks is not None:
+        listeners.append(upstream_listener(inprocess_jwks, upstream_port))
+    return bootstrap(listeners, [cluster("upstream", upstream_port), cluster("jwks", upstream_port)])
+
+
+# --------------------------------------------------------------------------- the filters
+
+def jwt_authn(provider: dict, cache_size: int | None = None) -> dict:
+    """Native jwt_authn: one provider, required on every path, default token locations
+    (`Authorization: Bearer`, `access_token`), `forward: false` (token stripped)."""
+    provider = {"issuer": ISSUER, **provider}
+    if cache_size is not None:
+        provider["jwt_cache_config"] = {"jwt_cache_size": cache_size}
+    return {"name": "envoy.filters.http.jwt_authn",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+                "providers": {"bench": provider},
+                "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "bench"}}]}}
+
+
+def native_remote(async_fetch: bool) -> dict:
+    """remote_jwks from the cluster "jwks".  Without async_fetch the first request on the worker
+    fetches; with `async_fetch: {}` (fast_listener false) the listener waits for the keys."""
+    remote: dict[str, Any] = {"http_uri": {"uri": "http://127.0.0.1/jwks", "cluster": "jwks", "timeout": "5s"},
+                              "cache_duration": "300s"}
+    if async_fetch:
+        remote["async_fetch"] = {}
+    return jwt_authn({"remote_jwks": remote})
+
+
+def policy(provider: dict) -> dict:
+    """A JWTPolicy resource with one provider named "bench" and the default token source
+    (`Authorization: Bearer`, `access_token`: the same as jwt_authn's), `keepToken` false."""
+    return {"apiVersion": "security.policy.gloo.solo.io/v2", "kind": "JWTPolicy",
+            "metadata": {"name": "bench", "namespace": "bench"},
+            "spec": {"config": {"providers": {"bench": {"issuer": ISSUER, **provider}}}}}
+
+
+def wasm_filter(plugin_config: dict, wasm: Path) -> dict:
+    return {"name": "envoy.filters.http.wasm",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                "config": {
+                    "name": "jwt_policy", "root_id": "jwt_policy_filter",
+                    "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue",
+                                      "value": json.dumps(plugin_config)},
+                    "vm_config": {"runtime": "envoy.wasm.runtime.v8",
+                                  "code": {"local": {"filename": str(wasm)}}}}}}
+
+
+# --------------------------------------------------------------------------- the arms
+
+@dataclass
+class Arm:
+    name: str
+    label: str
+    filters: list[dict]
+    enforces: bool = True
+    workloads: tuple[str, ...] | None = None  # None: every workload
+
+
+def arms(jwks: str, wasm: Path) -> list[Arm]:
+    """The measured arms, local keys (the JWKS inline)."""
+    local = {"local": {"inline": jwks}}
+    return [
+        Arm("none", "no auth filter", [], enforces=False),
+        Arm("native", "native jwt_authn", [jwt_authn({"local_jwks": {"inline_string": jwks}})]),
+        Arm("native_cache", "native + jwt_cache",
+            [jwt_authn({"local_jwks": {"inline_string": jwks}}, JWT_CACHE_SIZE)]),
+        Arm("ours", "ours (wasm)", [wasm_filter(policy(local), wasm)]),
+        # The header cost does not depend on the algorithm: one workload is enough.
+        Arm("ours_c2h", "ours + 3 claimsToHeaders",
+            [wasm_filter(policy({**local, "claimsToHeaders": CLAIMS_TO_HEADERS}), wasm)], workloads=("rs256",)),
+    ]
+
+
+def cold_arms(wasm: Path) -> list[Arm]:
+    """The remote-JWKS arms (cold start).  The URL's host is not used for routing: the cluster is."""
+    remote = {"url": "http://127.0.0.1/jwks", "cluster": "jwks", "timeout": "5s"}
+    return [
+        Arm("ours", "ours, fetch on first request", [wasm_filter(policy({"remote": remote}), wasm)]),
+        Arm("native", "native, fetch on first request", [native_remote(async_fetch=False)]),
+        Arm("ours_async", "ours, `enableAsyncFetch: true`",
+            [wasm_filter(policy({"remote": {**remote, "enableAsyncFetch": True}}), wasm)]),
+        Arm("native_async", "native, `async_fetch: {}`", [native_remote(async_fetch=True)]),
+    ]
