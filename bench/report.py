@@ -35,11 +35,17 @@ def write(res: dict, out: Path) -> None:
 
 
 def render(res: dict) -> str:
-    return "\n".join([*header(res), *summary(res), *setup(res), *throughput(res), *memory(res),
-                      *cold_start(res), *raw_rounds(res)]) + "\n"
+    return "\n".join([*header(res), *summary(res), *analysis(), *setup(res), *throughput(res),
+                      *memory(res), *cold_start(res), *raw_rounds(res)]) + "\n"
 
 
 # --------------------------------------------------------------------------- sections
+
+def analysis() -> list[str]:
+    """bench/ANALYSIS.md, written by hand (targets, where the time goes), kept across runs."""
+    path = Path(__file__).resolve().parent / "ANALYSIS.md"
+    return [path.read_text().rstrip(), ""] if path.exists() else []
+
 
 def header(res: dict) -> list[str]:
     return ["# Benchmarks: jwt-policy-filter (wasm) vs Envoy's native `jwt_authn`", "",
