@@ -170,7 +170,9 @@ fn check_token<'k>(
                 may_refetch,
             } => {
                 let verdict = (policy.index, i, version);
-                if verdicts.contains(&verdict) {
+                let hit = verdicts.contains(&verdict);
+                cache.record(hit);
+                if hit {
                     return TokenResult::Valid { provider: i, jwt };
                 }
                 match verify::verify_signature(&jwt, jwks) {

@@ -166,13 +166,17 @@ impl Worker {
                 .map_or(Keys::Failed(Status::JwksFetchFail), |s| s.state(now)),
             _ => Keys::Failed(Status::JwksFetchFail),
         };
-        match authn::decide(
+        let decision = authn::decide(
             policy,
             &RequestView { headers: &headers },
             now / 1000,
             &keys,
             &mut self.cache,
-        ) {
+        );
+        let (hits, misses) = self.cache.take_counts();
+        self.metrics.add(Counter::CacheHit, hits);
+        self.metrics.add(Counter::CacheMiss, misses);
+        match decision {
             Decision::Allow {
                 ops,
                 clear_route_cache,

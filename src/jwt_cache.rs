@@ -48,6 +48,9 @@ pub struct TokenCache {
     map: HashMap<Rc<str>, Entry, BuildHasherDefault<TailHasher>>,
     order: VecDeque<Rc<str>>,
     capacity: usize,
+    /// Signature checks skipped and done since the last [`TokenCache::take_counts`].
+    hits: u64,
+    misses: u64,
 }
 
 impl TokenCache {
@@ -56,7 +59,26 @@ impl TokenCache {
             map: HashMap::default(),
             order: VecDeque::new(),
             capacity,
+            hits: 0,
+            misses: 0,
         }
+    }
+
+    /// Counts a signature check skipped (`hit`) or done.
+    pub fn record(&mut self, hit: bool) {
+        if hit {
+            self.hits = self.hits.saturating_add(1);
+        } else {
+            self.misses = self.misses.saturating_add(1);
+        }
+    }
+
+    /// (hits, misses) since the last call.
+    pub fn take_counts(&mut self) -> (u64, u64) {
+        (
+            std::mem::take(&mut self.hits),
+            std::mem::take(&mut self.misses),
+        )
     }
 
     pub fn len(&self) -> usize {

@@ -12,6 +12,8 @@ pub enum Counter {
     JwksFetchSuccess,
     JwksFetchFailure,
     RequestsPaused,
+    CacheHit,
+    CacheMiss,
 }
 
 const FAMILIES: [Family; 8] = [
@@ -33,6 +35,8 @@ pub struct Metrics {
     fetch_success: Option<u32>,
     fetch_failure: Option<u32>,
     paused: Option<u32>,
+    cache_hit: Option<u32>,
+    cache_miss: Option<u32>,
 }
 
 fn counter(name: &str) -> Option<u32> {
@@ -47,6 +51,8 @@ impl Metrics {
             fetch_success: counter("jwks_fetch_success"),
             fetch_failure: counter("jwks_fetch_failure"),
             paused: counter("requests_paused"),
+            cache_hit: counter("token_cache_hit"),
+            cache_miss: counter("token_cache_miss"),
             ..Metrics::default()
         };
         for (slot, family) in m.denied_by.iter_mut().zip(FAMILIES) {
@@ -56,6 +62,13 @@ impl Metrics {
     }
 
     pub fn inc(&self, c: Counter) {
+        self.add(c, 1);
+    }
+
+    pub fn add(&self, c: Counter, n: u64) {
+        if n == 0 {
+            return;
+        }
         let ids = match c {
             Counter::Allowed => [self.allowed, None],
             Counter::Denied(family) => {
@@ -68,9 +81,12 @@ impl Metrics {
             Counter::JwksFetchSuccess => [self.fetch_success, None],
             Counter::JwksFetchFailure => [self.fetch_failure, None],
             Counter::RequestsPaused => [self.paused, None],
+            Counter::CacheHit => [self.cache_hit, None],
+            Counter::CacheMiss => [self.cache_miss, None],
         };
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
         for id in ids.into_iter().flatten() {
-            let _ = hostcalls::increment_metric(id, 1);
+            let _ = hostcalls::increment_metric(id, n);
         }
     }
 }
