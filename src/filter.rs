@@ -129,7 +129,8 @@ impl Worker {
     }
 
     /// Decides the request of the effective context; `Continue` lets it go on.
-    fn process(&mut self, context_id: u32) -> Action {
+    /// `give_up`: keys still pending count as a failed fetch (a waiter past its deadline).
+    fn process(&mut self, context_id: u32, give_up: bool) -> Action {
         let config = Rc::clone(&self.config);
         let mut route = HostRoute::new(&config.settings.route_labels_namespace);
         let Some(pi) = select::governing(&config, &mut route) else {
@@ -156,16 +157,27 @@ impl Worker {
         }
         let now = now_ms();
         let sources = &self.sources;
-        let keys = |i: usize| match (
-            policy.providers.get(i).map(|p| &p.keys),
-            routes.get(i).copied().flatten(),
-        ) {
-            (Some(KeySource::Local(jwks)), _) => Keys::local(jwks),
-            (_, Some(si)) => sources
-                .get(si)
-                .map_or(Keys::Failed(Status::JwksFetchFail), |s| s.state(now)),
-            _ => Keys::Failed(Status::JwksFetchFail),
-        };
+        let keys =
+            |i: usize| match (
+                policy.providers.get(i).map(|p| &p.keys),
+                routes.get(i).copied().flatten(),
+            ) {
+                (Some(KeySource::Local(jwks)), _) => Keys::local(jwks),
+                (_, Some(si)) => sources
+                    .get(si)
+                    .map_or(Keys::Failed(Status::JwksFetchFail), |s| {
+                        match s.state(now) {
+                            Keys::Pending if give_up => Keys::Failed(Status::JwksFetchFail),
+                            Keys::Ready { jwks, version, .. } if give_up => Keys::Ready {
+                                jwks,
+                                version,
+                                may_refetch: false,
+                            },
+                            keys => keys,
+                        }
+                    }),
+                _ => Keys::Failed(Status::JwksFetchFail),
+            };
         let decision = authn::decide(
             policy,
             &RequestView { headers: &headers },
@@ -366,13 +378,7 @@ impl Worker {
             if hostcalls::set_effective_context(w.context_id).is_err() {
                 continue; // the request is gone
             }
-            if !settled {
-                let status = Status::JwksFetchFail;
-                self.metrics.inc(Counter::Denied(status.family()));
-                reply(status.http_code(), None, status.as_str());
-                continue;
-            }
-            if let Action::Continue = self.process(w.context_id)
+            if let Action::Continue = self.process(w.context_id, !settled)
                 && let Err(e) = hostcalls::resume_http_request()
             {
                 warn!("cannot resume a request ({e:?})");
@@ -602,7 +608,7 @@ impl Context for Request {
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         match self.worker.as_ref().map(|w| w.try_borrow_mut()) {
-            Some(Ok(mut w)) => w.process(self.context_id),
+            Some(Ok(mut w)) => w.process(self.context_id, false),
             _ => reply(500, None, "jwt policy filter is not configured"),
         }
     }
