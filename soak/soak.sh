@@ -4,13 +4,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-if ! command -v wrk >/dev/null 2>&1; then
-  echo "wrk not found: installing it with apt-get" >&2
-  sudo=
-  [[ $(id -u) -eq 0 ]] || sudo=sudo
-  $sudo apt-get update
-  $sudo apt-get install -y wrk
-fi
+scripts/ensure-wrk.sh
 
 make --no-print-directory build-wasm envoy
 exec .venv/bin/python soak/soak.py "$@"
