@@ -1,7 +1,7 @@
 //! A native harness of the request path, for profilers (`valgrind --tool=callgrind`, `perf`):
 //! `cargo run --release --example profile_decide -- [hit|miss] [N]`.
 //! `hit`: one token repeated (verified-token cache hits); `miss`: a cache of zero (every request
-//! parses and verifies an RS256 signature).
+//! parses and verifies an RS256 signature); `verify`: the signature check alone.
 
 use jwt_policy_filter::authn::{Keys, RequestView, decide};
 use jwt_policy_filter::config;
@@ -42,6 +42,17 @@ fn main() {
         ),
         ("user-agent".to_string(), b"wrk".to_vec()),
     ];
+    if mode == "verify" {
+        // The signature check alone (no parsing, no cache): the RSA public operation's share.
+        let Ok(jwt) = jwt_policy_filter::jwt::parse(token) else {
+            return;
+        };
+        let ok = (0..n)
+            .filter(|_| jwt_policy_filter::verify::verify_signature(&jwt, jwks).is_ok())
+            .count();
+        println!("verify: {ok}/{n} verified");
+        return;
+    }
     let mut cache = TokenCache::new(if mode == "miss" { 0 } else { 1024 });
     let mut allowed = 0;
     for _ in 0..n {

@@ -19,6 +19,7 @@ pub mod jwks;
 pub mod jwks_cache;
 pub mod jwt;
 pub mod jwt_cache;
+pub mod mont;
 pub mod policy;
 pub mod rsa_pub;
 pub mod select;
