@@ -65,6 +65,9 @@ PIN = os.environ.get("BENCH_PIN", "1") != "0"
 # with fewer than WANT_CALM calm runs get make-up runs, at most MAKEUP per workload.
 DISTURBED = float(os.environ.get("BENCH_DISTURBED", "1.0"))
 WANT_CALM = 3
+# Quick experiments (not for BENCHMARKS.md): only these arms / workloads (comma lists).
+ONLY_ARMS = [a for a in os.environ.get("BENCH_ARMS", "").split(",") if a]
+ONLY_WORKLOADS = [w for w in os.environ.get("BENCH_WORKLOADS", "").split(",") if w]
 MAKEUP = int(os.environ.get("BENCH_MAKEUP", "5"))
 OUT = Path(os.environ.get("BENCH_OUT") or REPO / "BENCHMARKS.md")
 COMMAND = os.environ.get("BENCH_COMMAND", "make bench")
@@ -315,6 +318,7 @@ def measure(res: dict, mat: Material, all_arms: list[Arm], wasm: Path, envoys: l
 
     workloads = [("rs256", {"token": mat.rs_token}), ("es256", {"token": mat.es_token}),
                  ("distinct", {"token_file": mat.distinct_file})]
+    workloads = [w for w in workloads if not ONLY_WORKLOADS or w[0] in ONLY_WORKLOADS]
     for wname, how in workloads:
         w_arms = [a for a in all_arms if a.workloads is None or wname in a.workloads]
         runs: dict[str, list[dict]] = {a.name: [] for a in w_arms}
@@ -381,7 +385,7 @@ def main() -> int:
     shutil.copyfile(WASM_SRC, wasm)
 
     mat = make_material()
-    all_arms = arms(mat.jwks, wasm)
+    all_arms = [a for a in arms(mat.jwks, wasm) if not ONLY_ARMS or a.name in ONLY_ARMS]
     res: dict = {
         "command": COMMAND, "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(),

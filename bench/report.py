@@ -69,6 +69,15 @@ def summary(res: dict) -> list[str]:
                            for a, _ in others)
         lines.append(f"- **{w['label']}**: ours {fmt(o['rps'], 0)} req/s = {by_rps} (median req/s; by Envoy CPU "
                      f"per request: {by_cpu}). Auth CPU per request: {cost_line(row)}.")
+    rs = s.get("rs256", {})
+    if "wasm_floor" in rs and "none" in rs:
+        f, o = rs["wasm_floor"], rs.get("ours")
+        lines.append(f"- **The floor of any Proxy-Wasm filter** (ours loaded, no policy applies; repeated RS256): "
+                     f"{fmt(f['rps'], 0)} req/s = {ratio(f['rps'], rs['none']['rps'])} no auth"
+                     + (f", {ratio(f['rps'], rs['native_cache']['rps'])} native + jwt_cache" if "native_cache" in rs else "")
+                     + f" ({f['envoy_cpu_us_per_req'] - rs['none']['envoy_cpu_us_per_req']:+.0f} µs of Envoy CPU per "
+                     "request for entering the VM at all)"
+                     + (f"; ours = {ratio(o['rps'], f['rps'])} of it." if o else "."))
     d = s.get("distinct", {})
     if "ours" in d and "native" in d:
         r = d["ours"]["rps"] / d["native"]["rps"]
@@ -105,7 +114,8 @@ def cost_line(row: dict) -> str:
     if "none" not in row:
         return "—"
     base = row["none"]["envoy_cpu_us_per_req"]
-    names = {"ours": "ours", "native": "native", "native_cache": "native + jwt_cache", "ours_c2h": "ours + c2h"}
+    names = {"ours": "ours", "native": "native", "native_cache": "native + jwt_cache", "ours_c2h": "ours + c2h",
+             "wasm_floor": "wasm floor"}
     return ", ".join(f"{label} {row[a]['envoy_cpu_us_per_req'] - base:+.0f} µs" for a, label in names.items()
                      if a in row)
 
@@ -141,11 +151,15 @@ def setup(res: dict) -> list[str]:
         "  - **ours (wasm)**: `envoy.filters.http.wasm`, runtime `envoy.wasm.runtime.v8`, a JWTPolicy with one "
         "provider (`issuer`, `local.inline`: the same JWKS), default token source, no claimsToHeaders, "
         "`keepToken: false`, default settings (verified-token cache of 1024).",
+        "  - **wasm filter, no policy applies** (the floor): ours, same module and VM settings, configured with "
+        "`settings.phase: postAuthz` and one preAuthz policy, so no policy governs any request: Envoy still "
+        "creates the filter's context and calls into the VM for every request, and the filter returns at once. "
+        "What any Proxy-Wasm filter costs in this Envoy; repeated RS256 only.",
         f"  - **ours + 3 claimsToHeaders**: the same plus {len(CLAIMS_TO_HEADERS)} claim headers "
         "(`sub`, `org`, `email`; `clearRouteCache: AUTO`, so the route cache is cleared too); repeated "
         "RS256 only (the header cost does not depend on the algorithm).",
         "- Before measuring, every arm is checked: no token → 401; the RS256, ES256, first and last distinct "
-        "tokens → 200; tampered RS256 and ES256 signatures → 401 (the no-auth arm: 200 throughout). Checked "
+        "tokens → 200; tampered RS256 and ES256 signatures → 401 (the no-auth and floor arms: 200 throughout). Checked "
         "again after all the runs.",
         "- Tokens: RS256 (2048-bit key, `kid`) and ES256 (P-256, `kid`), `exp` ten years ahead, payload `iss`, "
         f"`sub`, `iat`, `exp`, `org`, `email` (the {c['distinct']} distinct ones also a `jti`): "

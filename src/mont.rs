@@ -311,11 +311,8 @@ impl Ctx {
                 }
             }
         }
-        let mut one = vec![0u32; l];
-        if let Some(first) = one.first_mut() {
-            *first = 1;
-        }
-        self.mul(&mut scratch, &acc, &one, &mut s); // out of the Montgomery domain
+        // Out of the Montgomery domain: a·1·R^-1, the reduction alone (at most n).
+        self.reduce_columns(&mut scratch, &mut s.m, |k| acc.get(k).map_or(0, |&x| u64::from(x)));
         if ge(&scratch, &self.n) {
             sub_assign(&mut scratch, &self.n, self.w);
         }
