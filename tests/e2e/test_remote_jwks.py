@@ -421,6 +421,46 @@ def test_jwks_slower_than_timeout_answers_within_timeout_plus_margin(boot, jwks,
     assert_healthy(proxy)
 
 
+def raw_post(port: int, token: str, body: bytes, body_delay: float) -> tuple[int, bytes]:
+    """A POST whose body is written ``body_delay`` seconds after its headers (one connection);
+    returns the status and the response body."""
+    head = (f"POST /post HTTP/1.1\r\nHost: {harness.DEFAULT_HOST}\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: text/plain\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", port), timeout=REQUEST_TIMEOUT) as s:
+        s.sendall(head.encode())
+        if body_delay:
+            time.sleep(body_delay)
+        s.sendall(body)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    status_line, _, rest = data.partition(b"\r\n")
+    return int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2]
+
+
+@pytest.mark.parametrize("body_delay", [0.0, 0.3], ids=["body-with-headers", "body-later"])
+def test_a_request_body_does_not_push_a_paused_request_through(boot, jwks, upstream, body_delay):
+    """While a POST waits for the keys, its body arrives (with the headers, or later): the request
+    stays paused until the keys decide it. A forged token is denied after the fetch and never
+    reaches the upstream; a valid one passes with its whole body."""
+    server = jwks(KEY)
+    server.stall(1.0)
+    proxy = boot(spec(remote_provider(server, timeout="4s")), server)
+    forged = mint(generate("RS256", kid=KEY.kid), claims(iss=ISSUER, sub="mallory"))
+    body = b"payload-" * 1000
+    start = time.monotonic()
+    status, answer = raw_post(proxy.port, forged, body, body_delay)
+    assert (status, answer) == (401, VERIFICATION_FAILS.encode()), (status, answer[:200])
+    assert time.monotonic() - start >= 0.9, "answered before the keys arrived"
+    status, answer = raw_post(proxy.port, TOKEN, body, body_delay)
+    assert status == 200, answer[:200]
+    echo = json.loads(answer)
+    assert echo["method"] == "POST" and echo["body"] == body.decode(), echo.get("body", "")[:80]
+    c = counters(proxy)
+    assert c["denied.signature"] == 1 and c["allowed"] == 1, c
+    assert_healthy(proxy)
+
+
 def test_clients_that_give_up_while_paused_do_not_disturb_the_fetch(boot, jwks):
     """Paused requests whose clients hang up before the keys arrive: the fetch completes, later
     requests pass, Envoy keeps serving (the filter forgets the gone requests)."""
