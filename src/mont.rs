@@ -312,7 +312,9 @@ impl Ctx {
             }
         }
         // Out of the Montgomery domain: a·1·R^-1, the reduction alone (at most n).
-        self.reduce_columns(&mut scratch, &mut s.m, |k| acc.get(k).map_or(0, |&x| u64::from(x)));
+        self.reduce_columns(&mut scratch, &mut s.m, |k| {
+            acc.get(k).map_or(0, |&x| u64::from(x))
+        });
         if ge(&scratch, &self.n) {
             sub_assign(&mut scratch, &self.n, self.w);
         }
