@@ -14,16 +14,11 @@
 
 from __future__ import annotations
 
-import http.client
 import json
-import os
-import signal
-import subprocess
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
+from envoy_process import EnvoyProcess  # tests/e2e (material.py put it on sys.path)
 from material import AUDIENCE, CLASSES, ISSUER
 
 HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
@@ -126,105 +121,27 @@ class EnvoyError(RuntimeError):
     pass
 
 
-class Envoy:
+class Envoy(EnvoyProcess):
     """One Envoy process: ``Envoy(binary, name, bootstrap, workdir, concurrency).start()``."""
+
+    error = EnvoyError
 
     def __init__(self, binary: str, name: str, bootstrap: dict, workdir: Path, concurrency: int,
                  component_log_level: str | None = None):
-        self.name = name
         workdir.mkdir(parents=True, exist_ok=True)
-        self.dir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=workdir))
-        (self.dir / "envoy.json").write_text(json.dumps(bootstrap, indent=1))
-        self.log_path = self.dir / "envoy.log"
-        self.args = [binary, "-c", str(self.dir / "envoy.json"), "--concurrency", str(concurrency),
-                     "--log-level", "info", "--disable-hot-restart",
-                     "--admin-address-path", str(self.dir / "admin.address")]
+        directory = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=workdir))
+        (directory / "envoy.json").write_text(json.dumps(bootstrap, indent=1))
+        args = [binary, "-c", str(directory / "envoy.json"), "--concurrency", str(concurrency),
+                "--log-level", "info", "--disable-hot-restart",
+                "--admin-address-path", str(directory / "admin.address")]
         if component_log_level:
-            self.args += ["--component-log-level", component_log_level]
-        self.proc: subprocess.Popen | None = None
-        self.admin_port = 0
-        self.ports: dict[str, int] = {}
+            args += ["--component-log-level", component_log_level]
+        super().__init__(name, directory, args)
 
     def start(self, timeout: float = 60) -> "Envoy":
-        with open(self.log_path, "wb") as out:
-            self.proc = subprocess.Popen(self.args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while not self._ready():
-            if self.proc.poll() is not None:
-                raise EnvoyError(f"envoy {self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise EnvoyError(f"envoy {self.name} not ready after {timeout}s:\n{self.log_tail()}")
-            time.sleep(0.05)
+        self.spawn()
+        self.wait_ready(timeout)
         return self
 
-    def _ready(self) -> bool:
-        try:
-            if not self.admin_port:
-                text = (self.dir / "admin.address").read_text().strip()
-                if not text:
-                    return False
-                self.admin_port = int(text.rsplit(":", 1)[1])
-            if self.admin("/ready").strip() != "LIVE":
-                return False
-            listeners = json.loads(self.admin("/listeners?format=json"))
-        except (OSError, ValueError, http.client.HTTPException):
-            return False
-        self.ports = {item["name"]: int(item["local_address"]["socket_address"]["port_value"])
-                      for item in listeners.get("listener_statuses", [])}
-        return bool(self.ports) and all(self.ports.values())
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def admin(self, path: str) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}{path}", timeout=10) as resp:
-            return resp.read().decode()
-
-    def stats(self) -> dict[str, int]:
-        out = {}
-        for line in self.admin("/stats").splitlines():
-            name, _, value = line.partition(": ")
-            value = value.strip()
-            if value.lstrip("-").isdigit():
-                out[name] = int(value)
-        return out
-
-    def memory(self) -> dict[str, int]:
-        """RSS (bytes, /proc/PID/status VmRSS) and tcmalloc's allocated/heap_size (admin /memory)."""
-        status = Path(f"/proc/{self.pid}/status").read_text()
-        kib = {line.split(":")[0]: int(line.split()[1]) for line in status.splitlines()
-               if line.startswith(("VmRSS:", "VmHWM:"))}
-        out = {"rss": kib.get("VmRSS", 0) * 1024, "hwm": kib.get("VmHWM", 0) * 1024}
-        mem = json.loads(self.admin("/memory"))
-        out["allocated"] = int(mem.get("allocated", 0))
-        out["heap_size"] = int(mem.get("heap_size", 0))
-        return out
-
-    def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def log_tail(self, n: int = 40) -> str:
-        return "\n".join(self.log_text().splitlines()[-n:])
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+    def stop(self, timeout: float = 15) -> None:
+        super().stop(timeout)

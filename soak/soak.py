@@ -160,7 +160,8 @@ def sample(envoy: Envoy, t: float) -> Sample:
     stats = envoy.stats()
     counters = {k[len(PREFIX):]: v for k, v in stats.items() if k.startswith(PREFIX)}
     counters.update({k: v for k, v in stats.items() if k.startswith(("wasm.", "wasm_vm."))})
-    return Sample(t, mem["rss"], mem["hwm"], mem["allocated"], mem["heap_size"], envoy.cpu_seconds(), counters)
+    return Sample(t, mem["rss_kib"] * 1024, mem["hwm_kib"] * 1024, mem.get("allocated", 0), mem.get("heap_size", 0),
+                  envoy.cpu_seconds(), counters)
 
 
 # --------------------------------------------------------------------------- log scan

@@ -32,15 +32,14 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence, Union
 
 import echo_upstream
+from envoy_process import EnvoyProcess
 
 REPO = Path(__file__).resolve().parents[2]
 LOG_ROOT = Path(__file__).resolve().parent / ".logs"
@@ -323,7 +322,7 @@ class EnvoyExited(RuntimeError):
         self.log = log
 
 
-class Envoy:
+class Envoy(EnvoyProcess):
     """One running Envoy process (see :func:`boot`)."""
 
     def __init__(self, config: Union[str, Mapping, None], *, name: str = "envoy",
@@ -336,7 +335,6 @@ class Envoy:
         self.bootstrap = bootstrap if bootstrap is not None else render(config, **template)
         self.config_path = self.dir / "envoy.json"
         self.config_path.write_text(json.dumps(self.bootstrap, indent=2))
-        self.log_path = self.dir / "envoy.log"
         self.admin_path = self.dir / "admin.address"
         self.args = [
             envoy_bin(), "-c", str(self.config_path),
@@ -347,10 +345,13 @@ class Envoy:
         ]
         if component_log_level:
             self.args += ["--component-log-level", component_log_level]
-        self.proc: subprocess.Popen | None = None
+        super().__init__(name, self.dir, self.args)
         self._log_keep = None  # a read handle on the log (see log_text)
-        self.admin_port = 0
-        self.port = 0
+
+    @property
+    def port(self) -> int:
+        """The port of the listener named ``main``."""
+        return self.ports.get("main", 0)
 
     # lifecycle -------------------------------------------------------------
     def start(self, timeout: float = READY_TIMEOUT) -> "Envoy":
@@ -369,7 +370,7 @@ class Envoy:
             if time.monotonic() > deadline:
                 self.stop()
                 raise TimeoutError(f"envoy not LIVE after {timeout}s; log tail:\n{self.log_text()[-4000:]}")
-            if self._ready():
+            if self.ready():
                 return self
             time.sleep(0.05)
 
@@ -383,41 +384,21 @@ class Envoy:
         log.close()
         self._log_keep = open(self.log_path, "rb")
 
-    def _ready(self) -> bool:
-        if not self.admin_port:
-            try:
-                address = self.admin_path.read_text().strip()
-            except OSError:
-                address = ""
-            if not address:
-                # The folder may have been removed under us (another pytest session in the same
-                # checkout starting: clean_logs), so Envoy could not write the file; it also logs
-                # "admin address: HOST:PORT" at startup.
-                found = re.search(r"admin address: [^\s:]+:(\d+)", self.log_text())
-                if found is None:
-                    return False
-                address = f"127.0.0.1:{found.group(1)}"
-            self.admin_port = int(address.rsplit(":", 1)[1])
+    def read_admin_port(self) -> int:
         try:
-            if self.admin("/ready").strip() != "LIVE":
-                return False
-            listeners = json.loads(self.admin("/listeners?format=json"))
-        except (OSError, http.client.HTTPException, ValueError):
-            return False
-        for listener in listeners.get("listener_statuses", []):
-            if listener.get("name") == "main":
-                self.port = int(listener["local_address"]["socket_address"]["port_value"])
-        return bool(self.port)
+            address = self.admin_path.read_text().strip()
+        except OSError:
+            address = ""
+        if not address:
+            # The folder may have been removed under us (another pytest session in the same
+            # checkout starting: clean_logs), so Envoy could not write the file; it also logs
+            # "admin address: HOST:PORT" at startup.
+            found = re.search(r"admin address: [^\s:]+:(\d+)", self.log_text())
+            return int(found.group(1)) if found else 0
+        return int(address.rsplit(":", 1)[1])
 
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+    def bound(self) -> bool:
+        return bool(self.port)
 
     def __enter__(self) -> "Envoy":
         return self if self.proc is not None else self.start()
@@ -449,19 +430,6 @@ class Envoy:
             except (OSError, ValueError):
                 pass
         return ""
-
-    def admin(self, path: str) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}{path}", timeout=5) as resp:
-            return resp.read().decode()
-
-    def stats(self, prefix: str = "") -> dict[str, int]:
-        """Counters and gauges from the admin ``/stats`` (optionally filtered by prefix)."""
-        out = {}
-        for line in self.admin("/stats").splitlines():
-            name, _, value = line.partition(": ")
-            if name.startswith(prefix) and value.strip().lstrip("-").isdigit():
-                out[name] = int(value)
-        return out
 
     # traffic ---------------------------------------------------------------
     def request(self, method: str = "GET", path: str = "/", headers: HeadersArg = None,
