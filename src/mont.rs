@@ -107,7 +107,7 @@ fn dot(x: &[u32], y: &[u32]) -> u64 {
 }
 
 /// `Σ x[i]·y[i]`, four products per step: `i64x2.extmul_{low,high}_i32x4_u` give two 32×32→64
-/// products each (one `pmuludq` in V8 on x86-64). Left alone, LLVM turns extmul of freshly loaded
+/// products each (a `pmuludq` and two shuffles in V8 on x86-64). Left alone, LLVM turns extmul of freshly loaded
 /// lanes into zero-extending loads and `i64x2.mul`, which V8 emulates with three multiplies:
 /// an `xor` with a zero it cannot see through keeps the extmul (measured in V8: 65 µs against
 /// 95 µs per RS256 verification).
