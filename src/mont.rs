@@ -3,7 +3,7 @@
 //! Wasm has 64-bit integers but no 64×64→128 multiply, so a limb is at most 32 bits and every
 //! product is one `i64.mul`. With full 32-bit limbs each product must be added with a carry
 //! chain (one long serial dependency). Here limbs hold only `w` bits (28, or 26 for moduli
-//! above 3,556 bits), so a 64-bit accumulator takes a whole column of products without
+//! over 444 bytes), so a 64-bit accumulator takes a whole column of products without
 //! overflowing: each product is a multiply and an add, the columns are plain dot products
 //! (product scanning, Comba), and the carry moves once per column. Multiplication and
 //! Montgomery reduction run interleaved, column by column (FIPS), and squaring computes each
@@ -12,7 +12,7 @@
 //! Bounds: a column sums at most `2L + 1` products below `2^(2w)` plus a carry below
 //! `2^(64-w)`, which fits 64 bits when `2L + 1 <= 2^(64-2w)` (`L <= 127` for `w = 28`,
 //! `L <= 2047` for `w = 26`). Results stay below `2n` (never fully reduced inside the
-//! exponentiation: `4n <= R` makes that safe), and [`Ctx::finish`] reduces once at the end.
+//! exponentiation: `4n <= R` makes that safe), and [`Ctx::pow`] reduces once at the end.
 //! Only public values pass through here (signature, key), so nothing needs to be constant-time.
 
 /// The constants of one modulus.
@@ -161,7 +161,10 @@ pub struct Scratch {
 impl Ctx {
     /// For an odd modulus `n` (big-endian bytes, no leading zero byte required).
     pub fn new(n_be: &[u8]) -> Option<Ctx> {
-        let bits = n_be.len() * 8;
+        // R = 2^(w·L) must be at least 4n for the results to stay below 2n: two spare bits
+        // above the modulus' byte length (without them a 441-byte modulus on 28-bit limbs, or a
+        // 520-byte one on 26-bit limbs, would fill its limbs exactly).
+        let bits = n_be.len() * 8 + 2;
         let w = if bits.div_ceil(28) <= 127 { 28 } else { 26 };
         let limbs = bits.div_ceil(w as usize);
         if limbs == 0 || limbs > 2047 {
@@ -347,8 +350,10 @@ mod tests {
     #[test]
     fn pow_matches_biguint_for_every_size_and_radix() {
         let mut next = rng(0x9e37_79b9_7f4a_7c15);
-        // 2048 and 3072 use 28-bit limbs, 4096 and 8192 use 26-bit limbs.
-        for bytes in [64, 128, 256, 384, 444, 445, 512, 1024] {
+        // 2048 and 3072 use 28-bit limbs, 4096 and 8192 use 26-bit limbs; 441 and 520 bytes are
+        // whole multiples of 28 and 26 bits (R must still exceed 4n); 444/445 straddle the radix
+        // switch.
+        for bytes in [64, 128, 256, 384, 441, 444, 445, 512, 520, 1024] {
             let n_be = random_odd(bytes, &mut next);
             let n = BigUint::from_bytes_be(&n_be);
             let ctx = Ctx::new(&n_be).unwrap();
