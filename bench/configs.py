@@ -2,43 +2,20 @@
 
 from __future__ import annotations
 
-import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "e2e"))
+from bootstrap import http_listener, static_bootstrap, static_cluster, wasm_filter  # noqa: E402  (tests/e2e)
 
 ISSUER = "https://bench.example.com"
 JWT_CACHE_SIZE = 1024      # native arm (c); ours' settings.limits.maxCachedTokens defaults to 1024 too
 CLAIMS_TO_HEADERS = [{"claim": "sub", "header": "x-jwt-sub"}, {"claim": "org", "header": "x-jwt-org"},
                      {"claim": "email", "header": "x-jwt-email"}]
 
-HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
-ROUTER = {"name": "envoy.filters.http.router",
-          "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
-
-
-# --------------------------------------------------------------------------- building blocks
-
-def cluster(name: str, port: int) -> dict:
-    endpoint = {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}
-    return {"name": name, "type": "STATIC", "connect_timeout": "1s",
-            "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [endpoint]}]}}
-
-
-def listener(name: str, routes: list[dict], filters: list[dict], port: int = 0) -> dict:
-    """An HTTP listener on 127.0.0.1 (port 0: the kernel picks, read back from the admin API)."""
-    hcm = {"@type": HCM, "stat_prefix": name, "codec_type": "AUTO",
-           "route_config": {"name": name, "virtual_hosts": [{"name": name, "domains": ["*"], "routes": routes}]},
-           "http_filters": [*filters, ROUTER]}
-    return {"name": name, "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
-            "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
-                                            "typed_config": hcm}]}]}
-
-
-def bootstrap(listeners: list[dict], clusters: list[dict]) -> dict:
-    return {"admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
-            "static_resources": {"listeners": listeners, "clusters": clusters}}
-
+# --------------------------------------------------------------------------- the upstream and the arms' bootstraps
 
 def upstream_listener(jwks: str, port: int = 0) -> dict:
     """The fast upstream: direct_response "ok" on every path, and the bench JWKS on /jwks."""
@@ -48,11 +25,11 @@ def upstream_listener(jwks: str, port: int = 0) -> dict:
          "response_headers_to_add": [{"header": {"key": "content-type", "value": "application/json"}}]},
         {"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "ok\n"}}},
     ]
-    return listener("upstream", routes, [], port)
+    return http_listener("upstream", routes, [], port)
 
 
 def upstream_bootstrap(jwks: str) -> dict:
-    return bootstrap([upstream_listener(jwks)], [])
+    return static_bootstrap([upstream_listener(jwks)], [])
 
 
 def arm_bootstrap(filters: list[dict], upstream_port: int, inprocess_jwks: str | None = None) -> dict:
@@ -60,10 +37,10 @@ def arm_bootstrap(filters: list[dict], upstream_port: int, inprocess_jwks: str |
     remote keys) is the same server.  ``inprocess_jwks``: the upstream listener lives in this
     Envoy too, on ``upstream_port`` (BENCH_UPSTREAM=inprocess)."""
     routes = [{"name": "bench", "match": {"prefix": "/"}, "route": {"cluster": "upstream"}}]
-    listeners = [listener("arm", routes, filters)]
+    listeners = [http_listener("arm", routes, filters)]
     if inprocess_jwks is not None:
         listeners.append(upstream_listener(inprocess_jwks, upstream_port))
-    return bootstrap(listeners, [cluster("upstream", upstream_port), cluster("jwks", upstream_port)])
+    return static_bootstrap(listeners, [static_cluster("upstream", upstream_port), static_cluster("jwks", upstream_port)])
 
 
 # --------------------------------------------------------------------------- the filters
@@ -97,18 +74,6 @@ def policy(provider: dict) -> dict:
     return {"apiVersion": "security.policy.gloo.solo.io/v2", "kind": "JWTPolicy",
             "metadata": {"name": "bench", "namespace": "bench"},
             "spec": {"config": {"providers": {"bench": {"issuer": ISSUER, **provider}}}}}
-
-
-def wasm_filter(plugin_config: dict, wasm: Path) -> dict:
-    return {"name": "envoy.filters.http.wasm",
-            "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-                "config": {
-                    "name": "jwt_policy", "root_id": "jwt_policy_filter",
-                    "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue",
-                                      "value": json.dumps(plugin_config)},
-                    "vm_config": {"runtime": "envoy.wasm.runtime.v8",
-                                  "code": {"local": {"filename": str(wasm)}}}}}}
 
 
 # --------------------------------------------------------------------------- the arms

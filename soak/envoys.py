@@ -18,12 +18,9 @@ import json
 import tempfile
 from pathlib import Path
 
-from envoy_process import EnvoyProcess  # tests/e2e (material.py put it on sys.path)
+from bootstrap import http_listener, static_bootstrap, static_cluster, wasm_filter  # tests/e2e
+from envoy_process import EnvoyProcess  # tests/e2e (material.py puts it on sys.path)
 from material import AUDIENCE, CLASSES, ISSUER
-
-HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
-ROUTER = {"name": "envoy.filters.http.router",
-          "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
 
 # what the upstream answers when a forwarded valid request is wrong (the client sees it)
 UPSTREAM_CHECKS = {
@@ -32,26 +29,6 @@ UPSTREAM_CHECKS = {
     462: "spoofed x-soak-sub reached the upstream",
     463: "claim header x-soak-sub missing upstream",
 }
-
-
-def _cluster(name: str, port: int) -> dict:
-    endpoint = {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}
-    return {"name": name, "type": "STATIC", "connect_timeout": "1s",
-            "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [endpoint]}]}}
-
-
-def _listener(name: str, routes: list[dict], filters: list[dict]) -> dict:
-    hcm = {"@type": HCM, "stat_prefix": name, "codec_type": "AUTO",
-           "route_config": {"name": name, "virtual_hosts": [{"name": name, "domains": ["*"], "routes": routes}]},
-           "http_filters": [*filters, ROUTER]}
-    return {"name": name, "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
-            "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
-                                            "typed_config": hcm}]}]}
-
-
-def _bootstrap(listeners: list[dict], clusters: list[dict]) -> dict:
-    return {"admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
-            "static_resources": {"listeners": listeners, "clusters": clusters}}
 
 
 def _answer(status: int, text: str) -> dict:
@@ -75,8 +52,8 @@ def upstream_bootstrap() -> dict:
             routes.append({"match": {"prefix": "/"}, "direct_response": _answer(200, "ok")})
         else:
             routes.append({"match": {"prefix": "/"}, "direct_response": _answer(200, f"{cls} REACHED THE UPSTREAM")})
-        listeners.append(_listener(f"up_{cls}", routes, []))
-    return _bootstrap(listeners, [])
+        listeners.append(http_listener(f"up_{cls}", routes, []))
+    return static_bootstrap(listeners, [])
 
 
 def plugin_config(jwks_url: str, *, cache_duration: str, timeout: str) -> dict:
@@ -100,21 +77,11 @@ def plugin_config(jwks_url: str, *, cache_duration: str, timeout: str) -> dict:
 
 
 def front_bootstrap(wasm: Path, plugin: dict, upstream_ports: dict[str, int], jwks_port: int) -> dict:
-    wasm_filter = {
-        "name": "envoy.filters.http.wasm",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-            "config": {
-                "name": "jwt_policy", "root_id": "jwt_policy_filter",
-                "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue",
-                                  "value": json.dumps(plugin)},
-                "vm_config": {"runtime": "envoy.wasm.runtime.v8",
-                              "code": {"local": {"filename": str(wasm)}}}}}}
     routes = [{"name": f"route_{cls}", "match": {"prefix": f"/{cls}/"}, "route": {"cluster": f"up_{cls}"}}
               for cls in CLASSES]
-    clusters = [_cluster(f"up_{cls}", port) for cls, port in upstream_ports.items()]
-    clusters.append(_cluster("jwks", jwks_port))
-    return _bootstrap([_listener("main", routes, [wasm_filter])], clusters)
+    clusters = [static_cluster(f"up_{cls}", port) for cls, port in upstream_ports.items()]
+    clusters.append(static_cluster("jwks", jwks_port))
+    return static_bootstrap([http_listener("main", routes, [wasm_filter(plugin, wasm)])], clusters)
 
 
 class EnvoyError(RuntimeError):

@@ -107,10 +107,10 @@ fn dot(x: &[u32], y: &[u32]) -> u64 {
 }
 
 /// `Σ x[i]·y[i]`, four products per step: `i64x2.extmul_{low,high}_i32x4_u` give two 32×32→64
-/// products each (a `pmuludq` and two shuffles in V8 on x86-64). Left alone, LLVM turns extmul of freshly loaded
-/// lanes into zero-extending loads and `i64x2.mul`, which V8 emulates with three multiplies:
-/// an `xor` with a zero it cannot see through keeps the extmul (measured in V8: 65 µs against
-/// 95 µs per RS256 verification).
+/// products each (a `pmuludq` and two shuffles in V8 on x86-64). Left alone, LLVM turns extmul
+/// of freshly loaded lanes into zero-extending loads and `i64x2.mul`, which V8 emulates with
+/// three multiplies: an `xor` with a zero it cannot see through keeps the extmul (measured in
+/// V8: 65 µs against 95 µs per RS256 verification).
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 #[inline(always)]
 fn dot(x: &[u32], y: &[u32]) -> u64 {
@@ -153,7 +153,7 @@ fn reverse_into(out: &mut [u32], v: &[u32]) {
 }
 
 /// Working space of one exponentiation: the reduction's multipliers and a reversed operand.
-pub struct Scratch {
+struct Scratch {
     m: Vec<u32>,
     rev: Vec<u32>,
 }
@@ -167,7 +167,7 @@ impl Ctx {
         let bits = n_be.len() * 8 + 2;
         let w = if bits.div_ceil(28) <= 127 { 28 } else { 26 };
         let limbs = bits.div_ceil(w as usize);
-        if limbs == 0 || limbs > 2047 {
+        if limbs > 2047 {
             return None;
         }
         let n = from_be_bytes(n_be, w, limbs)?;
@@ -208,11 +208,7 @@ impl Ctx {
         })
     }
 
-    pub fn limbs(&self) -> usize {
-        self.n.len()
-    }
-
-    pub fn scratch(&self) -> Scratch {
+    fn scratch(&self) -> Scratch {
         Scratch {
             m: vec![0; self.n.len()],
             rev: vec![0; self.n.len()],
@@ -258,7 +254,7 @@ impl Ctx {
     }
 
     /// Montgomery product `t = a·b·R^-1 mod n`, below `2n` for inputs below `2n`.
-    pub fn mul(&self, t: &mut [u32], a: &[u32], b: &[u32], s: &mut Scratch) {
+    fn mul(&self, t: &mut [u32], a: &[u32], b: &[u32], s: &mut Scratch) {
         let len = self.n.len();
         reverse_into(&mut s.rev, b);
         let brev = &s.rev;
@@ -271,7 +267,7 @@ impl Ctx {
     }
 
     /// Montgomery square `t = a²·R^-1 mod n`: each cross product once, doubled.
-    pub fn sqr(&self, t: &mut [u32], a: &[u32], s: &mut Scratch) {
+    fn sqr(&self, t: &mut [u32], a: &[u32], s: &mut Scratch) {
         let len = self.n.len();
         reverse_into(&mut s.rev, a);
         let arev = &s.rev;
@@ -378,7 +374,7 @@ mod tests {
         let mut next = rng(7);
         let n_be = random_odd(256, &mut next);
         let ctx = Ctx::new(&n_be).unwrap();
-        let len = ctx.limbs();
+        let len = ctx.n.len();
         let mut m = ctx.scratch();
         // Inputs just below 2n, the largest the exponentiation produces.
         let n = BigUint::from_bytes_be(&n_be);

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence, Union
 
 import echo_upstream
+from bootstrap import static_cluster
 from envoy_process import EnvoyProcess
 
 REPO = Path(__file__).resolve().parents[2]
@@ -84,24 +85,6 @@ def stop_upstream() -> None:
 
 
 # --------------------------------------------------------------------------- template
-
-
-def _static_cluster(name: str, port: int, host: str = "127.0.0.1") -> dict:
-    return {
-        "name": name,
-        "type": "STATIC",
-        "connect_timeout": "1s",
-        "load_assignment": {
-            "cluster_name": name,
-            "endpoints": [
-                {
-                    "lb_endpoints": [
-                        {"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}
-                    ]
-                }
-            ],
-        },
-    }
 
 
 def default_route(labels: Mapping[str, str] | None = None, name: str = "httpbin-mesh",
@@ -191,7 +174,7 @@ def render(config: Union[str, Mapping], *, upstream: int | None = None,
                 }
             ],
             "clusters": [
-                _static_cluster("httpbin", upstream if upstream is not None else upstream_port()),
+                static_cluster("httpbin", upstream if upstream is not None else upstream_port()),
                 *clusters,
             ],
         },

@@ -168,7 +168,7 @@ def istio_bootstrap(http_filters: list[dict], *, node: dict, route_config: dict,
 
 
 def echo_cluster(name: str) -> dict:
-    return harness._static_cluster(name, harness.upstream_port())
+    return harness.static_cluster(name, harness.upstream_port())
 
 
 def vs_routes(vs: dict) -> list[dict]:
@@ -499,7 +499,7 @@ def test_remote_jwks_through_the_derived_istio_cluster(upstream, ecds_dir, tmp_p
     threading.Thread(target=server.serve_forever, daemon=True).start()
     _IdpHandler.seen.clear()
     try:
-        idp_cluster = harness._static_cluster(f"outbound|{port}||{host}", server.server_address[1])
+        idp_cluster = harness.static_cluster(f"outbound|{port}||{host}", server.server_address[1])
         idp_cluster["transport_socket"] = {  # what DestinationRule tls: {mode: SIMPLE, sni} makes
             "name": "envoy.transport_sockets.tls",
             "typed_config": {

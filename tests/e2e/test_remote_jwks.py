@@ -57,7 +57,7 @@ def remote_provider(server: JwksServer, *, url: str | None = None, **remote: Any
 
 
 def jwks_cluster(server: JwksServer, name: str = "jwks") -> dict:
-    return harness._static_cluster(name, server.port)
+    return harness.static_cluster(name, server.port)
 
 
 def counters(envoy: harness.Envoy) -> dict[str, int]:
@@ -626,8 +626,8 @@ def test_cluster_name_derived_from_url_and_destination_ref(boot, jwks):
                    "tokenSource": {"headers": [{"name": "X-Ref-Token", "prefix": "Bearer "}]}},
     }
     proxy = boot(spec(providers_by_name=providers),
-                 clusters=[harness._static_cluster(url_cluster, by_url.port),
-                           harness._static_cluster(ref_cluster, by_ref.port)])
+                 clusters=[harness.static_cluster(url_cluster, by_url.port),
+                           harness.static_cluster(ref_cluster, by_ref.port)])
 
     echo = assert_passed(proxy.get("/get", headers=bearer(mint(key_a, claims(iss=ISSUER, sub="u")), "X-Url-Token"),
                                    timeout=REQUEST_TIMEOUT))
