@@ -6,7 +6,7 @@
 use rsa::RsaPublicKey;
 use rsa::traits::PublicKeyParts;
 
-use crate::rsa_pub::RsaKey;
+use crate::crypto::rsa::RsaKey;
 use serde_json::{Map, Value};
 
 use crate::b64;

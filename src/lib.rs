@@ -10,18 +10,15 @@ pub mod b64;
 pub mod claims;
 #[cfg(feature = "cli")]
 pub mod cli;
-#[cfg(feature = "cli")]
-mod cli_token;
 pub mod config;
+pub mod crypto;
 pub mod extract;
 pub mod json;
 pub mod jwks;
 pub mod jwks_cache;
 pub mod jwt;
 pub mod jwt_cache;
-pub mod mont;
 pub mod policy;
-pub mod rsa_pub;
 pub mod select;
 pub mod status;
 pub mod verify;

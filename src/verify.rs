@@ -6,9 +6,9 @@
 
 use p256::ecdsa::signature::Verifier as _;
 
+use crate::crypto::rsa::Hash;
 use crate::jwks::{Jwks, Key, Material};
 use crate::jwt::{Alg, Jwt};
-use crate::rsa_pub::Hash;
 use crate::status::Status;
 
 /// Verifies the token's signature with one of the keys.

@@ -9,7 +9,7 @@
 
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
-use crate::mont::Ctx;
+use crate::crypto::mont::Ctx;
 
 /// An RSA public key ready for fast verification.
 #[derive(Clone)]

@@ -7,8 +7,8 @@ use rsa::Pkcs1v15Sign;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
+use super::flags::parse_flags;
 use crate::b64;
-use crate::cli::parse_flags;
 use crate::config;
 
 enum Signing {

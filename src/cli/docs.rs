@@ -1,0 +1,122 @@
+//! Policy documents: YAML or JSON files in, JSON values out, and YAML out again.
+
+use serde_json::{Value, json};
+use yaml_rust2::{Yaml, YamlEmitter, YamlLoader};
+
+use crate::config;
+
+/// A YAML node as JSON (keys become strings, as Kubernetes YAML is JSON-compatible).
+pub(crate) fn to_json(y: &Yaml) -> Value {
+    match y {
+        Yaml::Real(s) => s
+            .parse::<f64>()
+            .ok()
+            .and_then(|f| serde_json::Number::from_f64(f).map(Value::Number))
+            .unwrap_or_else(|| Value::String(s.clone())),
+        Yaml::Integer(i) => json!(i),
+        Yaml::String(s) => Value::String(s.clone()),
+        Yaml::Boolean(b) => Value::Bool(*b),
+        Yaml::Array(a) => Value::Array(a.iter().map(to_json).collect()),
+        Yaml::Hash(h) => Value::Object(
+            h.iter()
+                .map(|(k, v)| {
+                    let key = match k {
+                        Yaml::String(s) | Yaml::Real(s) => s.clone(),
+                        Yaml::Integer(i) => i.to_string(),
+                        Yaml::Boolean(b) => b.to_string(),
+                        _ => String::new(),
+                    };
+                    (key, to_json(v))
+                })
+                .collect(),
+        ),
+        Yaml::Alias(_) | Yaml::Null | Yaml::BadValue => Value::Null,
+    }
+}
+
+/// JSON as a YAML node, for the emitter.
+pub(crate) fn to_yaml(v: &Value) -> Yaml {
+    match v {
+        Value::Null => Yaml::Null,
+        Value::Bool(b) => Yaml::Boolean(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => Yaml::Integer(i),
+            None => Yaml::Real(n.to_string()),
+        },
+        Value::String(s) => Yaml::String(s.clone()),
+        Value::Array(a) => Yaml::Array(a.iter().map(to_yaml).collect()),
+        Value::Object(m) => Yaml::Hash(
+            m.iter()
+                .map(|(k, v)| (Yaml::String(k.clone()), to_yaml(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// Every document of a YAML or JSON file.
+pub(crate) fn load(path: &str) -> Result<Vec<Value>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    if let Ok(v) = serde_json::from_str::<Value>(&text) {
+        return Ok(match v {
+            Value::Object(m) if m.get("kind").and_then(Value::as_str) == Some("List") => m
+                .get("items")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default(),
+            other => vec![other],
+        });
+    }
+    let docs =
+        YamlLoader::load_from_str(&text).map_err(|e| format!("{path}: not YAML or JSON: {e}"))?;
+    Ok(docs.iter().map(to_json).filter(|d| !d.is_null()).collect())
+}
+
+pub(crate) fn kind(doc: &Value) -> &str {
+    doc.get("kind").and_then(Value::as_str).unwrap_or_default()
+}
+
+pub(crate) fn name(doc: &Value) -> String {
+    let meta = doc.get("metadata");
+    let n = meta
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or("?");
+    match meta
+        .and_then(|m| m.get("namespace"))
+        .and_then(Value::as_str)
+    {
+        Some(ns) => format!("{ns}/{n}"),
+        None => n.to_owned(),
+    }
+}
+
+/// Every JWTPolicy of the files, validated.
+pub(crate) fn policies_of(files: &[String]) -> Result<Vec<Value>, String> {
+    let mut out = Vec::new();
+    for file in files {
+        for doc in load(file)? {
+            if kind(&doc) != "JWTPolicy" {
+                continue;
+            }
+            config::parse(doc.to_string().as_bytes())
+                .map_err(|e| format!("{file}: JWTPolicy {}: {e}", name(&doc)))?;
+            out.push(doc);
+        }
+    }
+    if out.is_empty() {
+        return Err("no JWTPolicy in the files".into());
+    }
+    Ok(out)
+}
+
+pub(crate) fn emit(docs: &[Value], out: &mut String) -> Result<(), String> {
+    for doc in docs {
+        let mut text = String::new();
+        YamlEmitter::new(&mut text)
+            .dump(&to_yaml(doc))
+            .map_err(|e| format!("cannot write YAML: {e:?}"))?;
+        out.push_str(&text);
+        out.push('\n');
+    }
+    Ok(())
+}

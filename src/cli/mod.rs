@@ -1,0 +1,159 @@
+//! The host-side command: `check` policies and Istio manifests with the filter's exact parser,
+//! `render` them as Istio `WasmPlugin`s or an Envoy filter block, mint a dev `token`.
+//! Built only with the `cli` feature (`cargo build --release --features cli`). Files depend on
+//! `docs` and `flags` only; this one dispatches.
+
+use std::fmt::Write as _;
+
+mod check;
+mod docs;
+mod flags;
+mod render;
+mod token;
+
+const USAGE: &str = "\
+usage:
+  jwt-policy check FILE...
+      Validate JWTPolicy resources (and the pluginConfig of WasmPlugin resources) in YAML or
+      JSON files with the filter's own rules. Exit 1 on any error.
+  jwt-policy render --istio [--namespace NS] [--selector KEY=VALUE]... [--gateway] [--image URL]
+                    [--mode SERVER|CLIENT|UNDEFINED] FILE...
+      Istio WasmPlugin manifests, one per phase (preAuthz -> AUTHZ, postAuthz -> STATS). Sidecar
+      plugins match SERVER traffic unless --mode says otherwise; gateway plugins match all.
+  jwt-policy render --envoy [--wasm PATH] FILE...
+      An Envoy http_filters block (the wasm filter, then the router) and a cluster per remote JWKS.
+  jwt-policy token --key PEM_FILE | --secret TEXT [--alg ALG] [--kid KID] [--exp DURATION]
+                   [--claim NAME=VALUE]... [--claims JSON]
+      Sign a development token (RS256/384/512, ES256/384, EdDSA, HS256/384/512).
+";
+
+/// Runs the command; returns the exit code.
+pub fn run(args: &[String], out: &mut String, err: &mut String) -> i32 {
+    let result = match args.first().map(String::as_str) {
+        Some("check") => check::check(args.get(1..).unwrap_or_default(), out),
+        Some("render") => render::render(args.get(1..).unwrap_or_default(), out, err),
+        Some("token") => token::token(args.get(1..).unwrap_or_default(), out),
+        Some("help" | "--help" | "-h") => {
+            out.push_str(USAGE);
+            Ok(true)
+        }
+        _ => Err(format!("unknown command\n{USAGE}")),
+    };
+    match result {
+        Ok(true) => 0,
+        Ok(false) => 1,
+        Err(e) => {
+            let _ = writeln!(err, "jwt-policy: {e}");
+            2
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::docs::to_json;
+    use super::*;
+    use crate::policy::Phase;
+    use serde_json::Value;
+    use yaml_rust2::YamlLoader;
+
+    fn run_args(args: &[&str]) -> (i32, String, String) {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let (mut out, mut err) = (String::new(), String::new());
+        let code = run(&args, &mut out, &mut err);
+        (code, out, err)
+    }
+
+    fn temp(name: &str, text: &str) -> String {
+        let dir = std::env::temp_dir().join(format!("jwt-policy-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+
+    #[test]
+    fn checks_the_shipped_policy_and_names_the_path_of_an_error() {
+        let (code, out, _) = run_args(&["check", "policies/dev-example.yaml"]);
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("ok (1 checked)"));
+        let broken = std::fs::read_to_string("policies/dev-example.yaml")
+            .unwrap()
+            .replace("issuer:", "issuerr:");
+        let path = temp("broken.yaml", &broken);
+        let (code, out, _) = run_args(&["check", &path]);
+        assert_eq!(code, 1);
+        assert!(out.contains("JWTPolicy httpbin/jwt-policy): spec.config.providers.dev-example.issuerr: unknown field"), "{out}");
+    }
+
+    #[test]
+    fn renders_one_wasmplugin_per_phase_with_negated_priority() {
+        let post = std::fs::read_to_string("policies/dev-example.yaml")
+            .unwrap()
+            .replace("name: jwt-policy", "name: late")
+            .replace("preAuthz: {}", "postAuthz:\n        priority: 3");
+        let path = temp(
+            "two.yaml",
+            &format!(
+                "{}\n---\n{post}",
+                std::fs::read_to_string("policies/dev-example.yaml").unwrap()
+            ),
+        );
+        let (code, out, err) = run_args(&[
+            "render",
+            "--istio",
+            "--namespace",
+            "httpbin",
+            "--selector",
+            "app=httpbin",
+            &path,
+        ]);
+        assert_eq!(code, 0, "{err}");
+        let docs: Vec<Value> = YamlLoader::load_from_str(&out)
+            .unwrap()
+            .iter()
+            .map(to_json)
+            .collect();
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[0]["spec"]["phase"], "AUTHZ");
+        assert_eq!(docs[1]["spec"]["phase"], "STATS");
+        assert_eq!(docs[1]["spec"]["priority"], -3);
+        assert_eq!(docs[0]["spec"]["failStrategy"], "FAIL_CLOSE");
+        assert_eq!(docs[0]["spec"]["selector"]["matchLabels"]["app"], "httpbin");
+        assert_eq!(docs[0]["spec"]["match"][0]["mode"], "SERVER");
+        assert_eq!(docs[0]["spec"]["type"], "HTTP");
+        let config = docs[0]["spec"]["pluginConfig"].to_string();
+        assert_eq!(
+            crate::config::parse(config.as_bytes())
+                .unwrap()
+                .settings
+                .phase,
+            Some(Phase::PreAuthz)
+        );
+    }
+
+    #[test]
+    fn renders_an_envoy_block_with_clusters_for_remote_keys() {
+        let remote = r#"{"kind": "JWTPolicy", "metadata": {"name": "r"}, "spec": {"config": {"providers": {"idp": {"remote": {"url": "https://idp.example.com/jwks"}}}}}}"#;
+        let path = temp("remote.json", remote);
+        let (code, out, err) = run_args(&["render", "--envoy", "--wasm", "/x.wasm", &path]);
+        assert_eq!(code, 0, "{err}");
+        let doc = to_json(&YamlLoader::load_from_str(&out).unwrap()[0]);
+        assert_eq!(doc["clusters"][0]["name"], "outbound|443||idp.example.com");
+        assert_eq!(
+            doc["clusters"][0]["transport_socket"]["typed_config"]["sni"],
+            "idp.example.com"
+        );
+        let value = doc["http_filters"][0]["typed_config"]["config"]["configuration"]["value"]
+            .as_str()
+            .unwrap();
+        assert!(crate::config::parse(value.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn usage_errors_exit_2() {
+        assert_eq!(run_args(&["frobnicate"]).0, 2);
+        assert_eq!(run_args(&["render", "policies/dev-example.yaml"]).0, 2);
+        assert_eq!(run_args(&["check"]).0, 2);
+    }
+}

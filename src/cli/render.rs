@@ -1,0 +1,187 @@
+//! `jwt-policy render`: Istio `WasmPlugin`s (one per phase) or an Envoy filter block with a
+//! cluster per remote JWKS.
+
+use std::fmt::Write as _;
+
+use serde_json::{Map, Value, json};
+
+use super::docs::{emit, name, policies_of};
+use super::flags::{Flags, flags};
+use crate::config;
+use crate::policy::{KeySource, Phase};
+
+pub(crate) fn render(args: &[String], out: &mut String, err: &mut String) -> Result<bool, String> {
+    let f = flags(
+        args,
+        &["--namespace", "--selector", "--image", "--wasm", "--mode"],
+    )?;
+    if let Some(unknown) = f
+        .switches
+        .iter()
+        .find(|s| !["--istio", "--envoy", "--gateway"].contains(&s.as_str()))
+    {
+        return Err(format!("unknown option {unknown} (see `jwt-policy help`)"));
+    }
+    let policies = policies_of(&f.files)?;
+    let docs = match (f.has("--istio"), f.has("--envoy")) {
+        (true, false) => {
+            for p in &policies {
+                let labelled = p
+                    .pointer("/spec/applyToRoutes")
+                    .and_then(Value::as_array)
+                    .is_some_and(|routes| {
+                        routes.iter().any(|r| {
+                            r.pointer("/route/labels")
+                                .and_then(Value::as_object)
+                                .is_some_and(|l| !l.is_empty())
+                        })
+                    });
+                if labelled {
+                    let _ = writeln!(
+                        err,
+                        "warning: JWTPolicy {} selects routes by labels, which Istio cannot put in Envoy route metadata: \
+                         on Istio such a policy selects nothing; select the VirtualService http route by `name` instead",
+                        name(p)
+                    );
+                }
+            }
+            render_istio(&policies, &f)?
+        }
+        (false, true) => vec![render_envoy(&policies, &f)?],
+        _ => {
+            return Err(
+                "render needs one of --istio or --envoy (see `jwt-policy help`)".to_string(),
+            );
+        }
+    };
+    emit(&docs, out)?;
+    Ok(true)
+}
+
+pub(crate) fn phase_of(policy: &Value) -> Result<(Phase, i64), String> {
+    let c = config::parse(policy.to_string().as_bytes()).map_err(|e| e.to_string())?;
+    let p = c.policies.first().ok_or("no policy")?;
+    Ok((p.phase, p.priority))
+}
+
+pub(crate) fn render_istio(policies: &[Value], f: &Flags) -> Result<Vec<Value>, String> {
+    let gateway = f.has("--gateway");
+    let namespace =
+        f.value("--namespace")
+            .unwrap_or(if gateway { "istio-system" } else { "default" });
+    let mut labels = Map::new();
+    for sel in f.all("--selector") {
+        let (k, v) = sel
+            .split_once('=')
+            .ok_or_else(|| format!("--selector {sel}: want KEY=VALUE"))?;
+        labels.insert(k.to_owned(), Value::String(v.to_owned()));
+    }
+    if gateway && labels.is_empty() {
+        labels.insert("istio".into(), json!("ingressgateway"));
+    }
+    let image = f
+        .value("--image")
+        .unwrap_or("oci://registry.example.com/jwt-policy-filter:0.1.0");
+    let mut docs = Vec::new();
+    for (phase, gloo, istio) in [
+        (Phase::PreAuthz, "preAuthz", "AUTHZ"),
+        (Phase::PostAuthz, "postAuthz", "STATS"),
+    ] {
+        let mut members = Vec::new();
+        let mut lowest = i64::MAX;
+        for p in policies {
+            let (ph, priority) = phase_of(p)?;
+            if ph == phase {
+                members.push(p.clone());
+                lowest = lowest.min(priority);
+            }
+        }
+        if members.is_empty() {
+            continue;
+        }
+        let mut spec = json!({
+            "url": image,
+            "phase": istio,
+            // Gloo runs the lowest priority first, Istio the highest: negate.
+            "priority": lowest.saturating_neg(),
+            // An authentication filter that cannot load must deny, not open the mesh.
+            "failStrategy": "FAIL_CLOSE",
+            "pluginConfig": {"policies": members, "settings": {"phase": gloo}},
+        });
+        let mode = f
+            .value("--mode")
+            .unwrap_or(if gateway { "UNDEFINED" } else { "SERVER" });
+        if !["SERVER", "CLIENT", "UNDEFINED"].contains(&mode) {
+            return Err(format!("--mode {mode}: want SERVER, CLIENT or UNDEFINED"));
+        }
+        if let Some(spec) = spec.as_object_mut() {
+            spec.insert("type".into(), json!("HTTP"));
+            if !labels.is_empty() {
+                spec.insert("selector".into(), json!({"matchLabels": labels}));
+            }
+            if mode != "UNDEFINED" {
+                spec.insert("match".into(), json!([{"mode": mode}]));
+            }
+        }
+        docs.push(json!({
+            "apiVersion": "extensions.istio.io/v1alpha1",
+            "kind": "WasmPlugin",
+            "metadata": {"name": format!("jwt-policy-{}", gloo.to_ascii_lowercase()), "namespace": namespace},
+            "spec": spec,
+        }));
+    }
+    Ok(docs)
+}
+
+pub(crate) fn render_envoy(policies: &[Value], f: &Flags) -> Result<Value, String> {
+    let wasm = f
+        .value("--wasm")
+        .unwrap_or("/etc/envoy/jwt_policy_filter.wasm");
+    let plugin = json!({"policies": policies});
+    let compiled = config::parse(plugin.to_string().as_bytes()).map_err(|e| e.to_string())?;
+    let mut clusters: Vec<Value> = Vec::new();
+    for p in &compiled.policies {
+        for provider in &p.providers {
+            let KeySource::Remote(r) = &provider.keys else {
+                continue;
+            };
+            if clusters.iter().any(|c| c["name"] == json!(r.cluster)) {
+                continue;
+            }
+            let Some((scheme, host, port, _)) = config::split_url(&r.url) else {
+                continue;
+            };
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let mut cluster = json!({
+                "name": r.cluster,
+                "type": "STRICT_DNS",
+                "connect_timeout": "5s",
+                "load_assignment": {"cluster_name": r.cluster, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}]}]},
+            });
+            if scheme == "https" {
+                let tls = json!({
+                    "name": "envoy.transport_sockets.tls",
+                    "typed_config": {"@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext", "sni": host},
+                });
+                if let Some(c) = cluster.as_object_mut() {
+                    c.insert("transport_socket".into(), tls);
+                }
+            }
+            clusters.push(cluster);
+        }
+    }
+    Ok(json!({
+        "http_filters": [
+            {"name": "envoy.filters.http.wasm", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                "config": {
+                    "name": "jwt_policy",
+                    "root_id": "jwt_policy_filter",
+                    "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": plugin.to_string()},
+                    "vm_config": {"runtime": "envoy.wasm.runtime.v8", "code": {"local": {"filename": wasm}}},
+                }}},
+            {"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}},
+        ],
+        "clusters": clusters,
+    }))
+}
