@@ -75,9 +75,13 @@ impl RequestView<'_> {
             .chars()
             .filter(|c| !c.is_control())
             .map(|c| if c == '"' { '\'' } else { c })
+            .take(MAX_REALM_CHARS)
             .collect()
     }
 }
+
+/// `jwt_authn` cuts the realm of its `www-authenticate` header at 256 characters.
+const MAX_REALM_CHARS: usize = 256;
 
 fn www_authenticate(realm: &str, status: Status) -> String {
     if status == Status::JwtMissing {
@@ -215,7 +219,7 @@ pub fn decide<'k>(
         .iter()
         .map(|h| HeaderOp::Remove(h.clone()))
         .collect();
-    if req.is_cors_preflight() {
+    if policy.bypass_cors_preflight && req.is_cors_preflight() {
         return Decision::Allow {
             ops,
             clear_route_cache: false,
@@ -225,39 +229,37 @@ pub fn decide<'k>(
         status,
         www_authenticate: www_authenticate(&req.realm(), status),
     };
+    let lenient = policy.validation == ValidationPolicy::AllowMissingOrFailed;
+    // Everything passes in the lenient mode, but only what verified adds headers.
+    let pass_unverified = |ops| Decision::Allow {
+        ops,
+        clear_route_cache: false,
+    };
 
     let path = req.header(":path").unwrap_or_default();
-    let found = extract::extract(policy, req.headers, path);
-    if found.len() > policy.limits.max_tokens_per_request {
-        return deny(Status::JwtMultipleTokens);
-    }
+    let found = match extract::extract(policy, req.headers, path) {
+        Ok(found) => found,
+        Err(extract::TooManyTokens) if lenient => return pass_unverified(ops),
+        Err(extract::TooManyTokens) => return deny(Status::JwtMultipleTokens),
+    };
     if found.is_empty() {
         return match policy.validation {
             ValidationPolicy::RequireValid => deny(Status::JwtMissing),
-            _ => Decision::Allow {
-                ops,
-                clear_route_cache: false,
-            },
+            _ => pass_unverified(ops),
         };
     }
 
+    // Checking stops at the first token that fails (as `jwt_authn`): a request's cost is one
+    // failed verification, however many forged tokens it carries.
     let mut valid = Vec::new();
-    let mut first_failure = None;
     let mut waiting = Vec::new();
     for f in &found {
         match check_token(policy, f, now, keys, cache) {
             TokenResult::Valid { provider, jwt } => valid.push((f, provider, jwt)),
-            TokenResult::Invalid(status) => {
-                first_failure.get_or_insert(status);
-            }
+            TokenResult::Invalid(_) if lenient => return pass_unverified(ops),
+            TokenResult::Invalid(status) => return deny(status),
             TokenResult::Pending(providers) => waiting.extend(providers),
         }
-    }
-    let lenient = policy.validation == ValidationPolicy::AllowMissingOrFailed;
-    if let Some(status) = first_failure
-        && !lenient
-    {
-        return deny(status);
     }
     if !waiting.is_empty() {
         waiting.sort_unstable();
@@ -275,10 +277,7 @@ pub fn decide<'k>(
         if !lenient {
             return deny(status);
         }
-        return Decision::Allow {
-            ops,
-            clear_route_cache: false,
-        };
+        return pass_unverified(ops);
     }
 
     let mut added_headers = false;
@@ -441,6 +440,7 @@ mod tests {
             got,
             vec![
                 HeaderOp::Remove("x-org".into()),
+                HeaderOp::Remove("x-email".into()),
                 HeaderOp::Remove("x-roles".into()),
                 HeaderOp::Remove("x-missing".into()),
                 HeaderOp::Set("x-org".into(), "solo.io".into()),

@@ -207,12 +207,23 @@ pub fn parse(bytes: &[u8]) -> Result<Config> {
     for (i, p) in policies.iter_mut().enumerate() {
         p.index = i;
         p.limits = settings.limits;
+        p.bypass_cors_preflight = settings.bypass_cors_preflight;
     }
     Ok(Config { policies, settings })
 }
 
 fn parse_settings(v: &Value, path: &str) -> Result<Settings> {
-    let o = Obj::new(v, path, &["phase", "routeLabelsNamespace", "limits"])?;
+    let o = Obj::new(
+        v,
+        path,
+        &[
+            "phase",
+            "routeLabelsNamespace",
+            "limits",
+            "bypassCorsPreflight",
+            "maxStaleKeys",
+        ],
+    )?;
     let mut s = Settings::default();
     if let Some((l, lp)) = o.get("limits") {
         let l = Obj::new(
@@ -256,6 +267,15 @@ fn parse_settings(v: &Value, path: &str) -> Result<Settings> {
             return err(&child(path, "routeLabelsNamespace"), "must not be empty");
         }
         s.route_labels_namespace = ns;
+    }
+    if let Some(b) = o.bool("bypassCorsPreflight")? {
+        s.bypass_cors_preflight = b;
+    }
+    if let Some(text) = o.string("maxStaleKeys")? {
+        s.max_stale_ms = parse_duration_ms(&text).ok_or_else(|| ConfigError {
+            path: child(path, "maxStaleKeys"),
+            reason: format!("{text:?} is not a duration (\"24h\", \"3600s\")"),
+        })?;
     }
     Ok(s)
 }
@@ -427,7 +447,6 @@ fn parse_spec(v: &Value, path: &str, name: String, created: Option<i64>) -> Resu
         let names = p
             .claims_to_headers
             .iter()
-            .filter(|c| !c.append)
             .map(|c| &c.header)
             .chain(&p.payload_header);
         for h in names {
@@ -450,6 +469,7 @@ fn parse_spec(v: &Value, path: &str, name: String, created: Option<i64>) -> Resu
         claims,
         required_scopes,
         clear_route_cache,
+        bypass_cors_preflight: true,
         spoofable_headers,
     })
 }
@@ -1138,14 +1158,14 @@ mod tests {
     }
 
     #[test]
-    fn spoofable_headers_are_the_replaced_claim_headers_and_the_payload_header() {
+    fn spoofable_headers_are_every_claim_header_whatever_append_and_the_payload_header() {
         let mut p = provider_json();
         p["claimsToHeaders"] = json!([{"claim": "org", "header": "X-Org"}, {"claim": "email", "header": "x-email", "append": true}]);
         p["outputPayloadToHeader"] = json!("X-Jwt-Payload");
         let c = parse(spec_with(p).to_string().as_bytes()).unwrap();
         assert_eq!(
             c.policies[0].spoofable_headers,
-            vec!["x-org", "x-jwt-payload"]
+            vec!["x-org", "x-email", "x-jwt-payload"]
         );
     }
 }

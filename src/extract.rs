@@ -36,9 +36,26 @@ fn push(found: &mut Vec<Found>, location: Location, token: String, provider: usi
     }
 }
 
+/// More distinct tokens than `limits.max_tokens_per_request` (`Found multiple Jwt tokens`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooManyTokens;
+
 /// Every token in every location of every provider; the same token in the same location is
-/// found once, with every provider that looks there.
-pub fn extract(policy: &Policy, headers: &[Header], path: &[u8]) -> Vec<Found> {
+/// found once, with every provider that looks there. Fails once more than the policy's token
+/// limit are found.
+pub fn extract(
+    policy: &Policy,
+    headers: &[Header],
+    path: &[u8],
+) -> Result<Vec<Found>, TooManyTokens> {
+    let found = extract_all(policy, headers, path);
+    if found.len() > policy.limits.max_tokens_per_request {
+        return Err(TooManyTokens);
+    }
+    Ok(found)
+}
+
+fn extract_all(policy: &Policy, headers: &[Header], path: &[u8]) -> Vec<Found> {
     let mut found = Vec::new();
     let query = query_pairs(path);
     for (i, provider) in policy.providers.iter().enumerate() {

@@ -21,6 +21,13 @@ pub struct Settings {
     /// Route-metadata namespace that carries route labels.
     pub route_labels_namespace: String,
     pub limits: Limits,
+    /// A CORS preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`) passes
+    /// unchecked (`settings.bypassCorsPreflight`, default true, as Istio configures `jwt_authn`).
+    pub bypass_cors_preflight: bool,
+    /// How long past their expiry the last good keys of a remote JWKS are still used while
+    /// refreshes fail (`settings.maxStaleKeys`, default 24 h); after that `Jwks remote fetch is
+    /// failed`.
+    pub max_stale_ms: u64,
 }
 
 impl Default for Settings {
@@ -29,9 +36,14 @@ impl Default for Settings {
             phase: None,
             route_labels_namespace: "jwt_policy".into(),
             limits: Limits::default(),
+            bypass_cors_preflight: true,
+            max_stale_ms: DEFAULT_MAX_STALE_MS,
         }
     }
 }
+
+/// Default of `settings.maxStaleKeys`: a day past the keys' expiry.
+pub const DEFAULT_MAX_STALE_MS: u64 = 24 * 3600 * 1000;
 
 /// Bounds on what one request or one worker may cost (`settings.limits`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,8 +108,11 @@ pub struct Policy {
     pub claims: Vec<ClaimRule>,
     pub required_scopes: Vec<String>,
     pub clear_route_cache: ClearRouteCache,
-    /// Headers removed from every governed request before anything else (anti-spoofing):
-    /// every `append: false` claim header and every payload header, lower-case, deduplicated.
+    /// Copied from `Settings::bypass_cors_preflight`.
+    pub bypass_cors_preflight: bool,
+    /// Headers removed from every governed request before anything else (anti-spoofing, as
+    /// `jwt_authn`'s `sanitizeHeaders`): every claim header, whatever its `append`, and every
+    /// payload header, lower-case, deduplicated.
     pub spoofable_headers: Vec<String>,
 }
 
