@@ -159,8 +159,24 @@ fn as_i64(v: &Value, path: &str) -> Result<i64> {
     }
 }
 
-/// Parses the plugin configuration bytes.
+/// The kind of proxy the configuration runs in: it decides which selectors can be evaluated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proxy {
+    /// Envoy configured by hand: routes can carry labels in their metadata.
+    Envoy,
+    /// An Istio sidecar or gateway: Istio puts no route metadata of ours in Envoy's routes, so a
+    /// route selected by `labels` or `namespace` could never match.
+    Istio,
+}
+
+/// Parses the plugin configuration bytes for a plain Envoy.
 pub fn parse(bytes: &[u8]) -> Result<Config> {
+    parse_on(bytes, Proxy::Envoy)
+}
+
+/// Parses the plugin configuration bytes for the given kind of proxy: a selector that proxy
+/// cannot evaluate is an error, never a policy that silently selects nothing.
+pub fn parse_on(bytes: &[u8], proxy: Proxy) -> Result<Config> {
     let root: Value = match serde_json::from_slice(bytes) {
         Ok(v) => v,
         Err(e) => return err("configuration", format!("not valid JSON: {e}")),
@@ -189,21 +205,18 @@ pub fn parse(bytes: &[u8]) -> Result<Config> {
         let policies = items
             .iter()
             .enumerate()
-            .map(|(i, (v, p))| parse_policy(v, p, i))
+            .map(|(i, (v, p))| parse_policy(v, p, i, proxy))
             .collect::<Result<Vec<_>>>()?;
         (policies, settings)
     } else {
-        (vec![parse_policy(&root, "", 0)?], Settings::default())
-    };
-    // Evaluation order: phase, then priority (lowest first), then age (creation time, else
-    // list order: the sort is stable).
-    policies.sort_by_key(|p| {
         (
-            p.phase == Phase::PostAuthz,
-            p.priority,
-            p.created.unwrap_or(i64::MAX),
+            vec![parse_policy(&root, "", 0, proxy)?],
+            Settings::default(),
         )
-    });
+    };
+    // Age order (creation time, else list order: the sort is stable): the oldest policy that
+    // selects a request governs it, whatever its phase or priority (Gloo's rule).
+    policies.sort_by_key(|p| p.created.unwrap_or(i64::MAX));
     for (i, p) in policies.iter_mut().enumerate() {
         p.index = i;
         p.limits = settings.limits;
@@ -281,7 +294,7 @@ fn parse_settings(v: &Value, path: &str) -> Result<Settings> {
 }
 
 /// A whole resource (`kind`/`spec`) or a bare spec.
-fn parse_policy(v: &Value, path: &str, index: usize) -> Result<Policy> {
+fn parse_policy(v: &Value, path: &str, index: usize, proxy: Proxy) -> Result<Policy> {
     let Value::Object(map) = v else {
         return err(
             if path.is_empty() {
@@ -336,28 +349,36 @@ fn parse_policy(v: &Value, path: &str, index: usize) -> Result<Policy> {
         let Some((spec, sp)) = o.get("spec") else {
             return err(&child(path, "spec"), "required");
         };
-        parse_spec(spec, &sp, name, created)
+        parse_spec(spec, &sp, name, created, proxy)
     } else {
         let name = if path.is_empty() {
             "policy".to_owned()
         } else {
             format!("policies[{index}]")
         };
-        parse_spec(v, path, name, None)
+        parse_spec(v, path, name, None, proxy)
     }
 }
 
-fn parse_spec(v: &Value, path: &str, name: String, created: Option<i64>) -> Result<Policy> {
+fn parse_spec(
+    v: &Value,
+    path: &str,
+    name: String,
+    created: Option<i64>,
+    proxy: Proxy,
+) -> Result<Policy> {
     let o = Obj::new(v, path, &["applyToRoutes", "applyToDestinations", "config"])?;
     let routes = o
         .list("applyToRoutes")?
         .map(|items| {
             items
                 .iter()
-                .map(|(v, p)| parse_route_selector(v, p))
+                .map(|(v, p)| parse_route_selector(v, p, proxy))
                 .collect::<Result<Vec<_>>>()
         })
-        .transpose()?;
+        .transpose()?
+        // The API is protobuf: an empty list is an omitted one.
+        .filter(|list| !list.is_empty());
     let destinations = o
         .list("applyToDestinations")?
         .map(|items| {
@@ -366,7 +387,8 @@ fn parse_spec(v: &Value, path: &str, name: String, created: Option<i64>) -> Resu
                 .map(|(v, p)| parse_destination_selector(v, p))
                 .collect::<Result<Vec<_>>>()
         })
-        .transpose()?;
+        .transpose()?
+        .filter(|list| !list.is_empty());
     let Some((config, cp)) = o.get("config") else {
         return err(&child(path, "config"), "required");
     };
@@ -491,7 +513,7 @@ fn parse_phase(v: &Value, path: &str) -> Result<(Phase, i64)> {
     Ok((phase, priority))
 }
 
-fn parse_route_selector(v: &Value, path: &str) -> Result<RouteSelector> {
+fn parse_route_selector(v: &Value, path: &str, proxy: Proxy) -> Result<RouteSelector> {
     let o = Obj::new(v, path, &["route"])?;
     let Some((r, rp)) = o.get("route") else {
         return Ok(RouteSelector::default());
@@ -503,11 +525,29 @@ fn parse_route_selector(v: &Value, path: &str) -> Result<RouteSelector> {
     )?;
     r.string("cluster")?;
     r.string("workspace")?;
-    Ok(RouteSelector {
+    let selector = RouteSelector {
         labels: r.string_map("labels")?,
         name: r.string("name")?,
         namespace: r.string("namespace")?,
-    })
+    };
+    if proxy == Proxy::Istio {
+        for (key, set) in [
+            ("labels", !selector.labels.is_empty()),
+            ("namespace", selector.namespace.is_some()),
+        ] {
+            if set {
+                return err(
+                    &child(&rp, key),
+                    format!(
+                        "Istio carries no route {key} into Envoy, so this selector would select \
+                         nothing and leave the route unauthenticated: select the VirtualService \
+                         http route by `name` instead"
+                    ),
+                );
+            }
+        }
+    }
+    Ok(selector)
 }
 
 fn parse_destination_selector(v: &Value, path: &str) -> Result<DestinationSelector> {
@@ -532,6 +572,14 @@ fn parse_destination_selector(v: &Value, path: &str) -> Result<DestinationSelect
         d.name = s.string("name")?;
         d.namespace = s.string("namespace")?;
         d.labels = s.string_map("labels")?;
+        if !d.labels.is_empty() {
+            return err(
+                &child(&sp, "labels"),
+                "a proxy cannot see its destinations' labels, so this selector would select \
+                 nothing and leave the destination unauthenticated: select by `name` and \
+                 `namespace` instead",
+            );
+        }
     }
     if let Some((p, pp)) = o.get("port") {
         let p = Obj::new(p, &pp, &["number", "name"])?;

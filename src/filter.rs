@@ -407,6 +407,19 @@ fn string_property(path: &[&str]) -> Option<String> {
     property(path).and_then(|b| String::from_utf8(b).ok())
 }
 
+/// An Istio proxy (its node metadata names the Istio version, or its node id has Istio's
+/// `sidecar~` / `router~` form) or a plain Envoy.
+fn proxy_kind() -> config::Proxy {
+    let istio = property(&["xds", "node", "metadata", "ISTIO_VERSION"]).is_some()
+        || string_property(&["xds", "node", "id"])
+            .is_some_and(|id| id.starts_with("sidecar~") || id.starts_with("router~"));
+    if istio {
+        config::Proxy::Istio
+    } else {
+        config::Proxy::Envoy
+    }
+}
+
 /// The request's route and upstream, each property read from the host at most once.
 struct HostRoute<'a> {
     ns: &'a str,
@@ -546,7 +559,7 @@ impl RootContext for Root {
                 return false;
             }
         };
-        let config = match config::parse(&bytes) {
+        let config = match config::parse_on(&bytes, proxy_kind()) {
             Ok(config) => config,
             Err(e) => {
                 error!("invalid configuration: {e}");

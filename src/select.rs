@@ -1,5 +1,6 @@
-//! Which policy governs a request: the first, in (priority, age) order, of this instance's
-//! phase whose route or destination selectors match. Request properties are read lazily through
+//! Which policy governs a request: the oldest whose route or destination selectors match,
+//! whatever its phase or priority (an instance serving one phase enforces it only when it is of
+//! that phase). Request properties are read lazily through
 //! [`RouteInfo`], each at most once, and only when some policy needs it.
 
 use std::collections::BTreeMap;
@@ -85,7 +86,8 @@ fn destination_selector_matches(sel: &DestinationSelector, info: &mut dyn RouteI
         return true;
     }
     if !sel.labels.is_empty() {
-        // A proxy does not know its destinations' labels: such a selector never matches.
+        // A proxy does not know its destinations' labels (the configuration refuses such a
+        // selector; this only keeps the function total).
         return false;
     }
     let Some(cluster) = info.cluster_name() else {
@@ -109,7 +111,7 @@ fn destination_selector_matches(sel: &DestinationSelector, info: &mut dyn RouteI
 /// True when `policy` selects the request.
 pub fn selects(policy: &Policy, info: &mut dyn RouteInfo) -> bool {
     let by_routes = |info: &mut dyn RouteInfo| match &policy.routes {
-        Some(list) => list.is_empty() || list.iter().any(|s| route_selector_matches(s, info)),
+        Some(list) => list.iter().any(|s| route_selector_matches(s, info)),
         None => false,
     };
     let by_destinations = |info: &mut dyn RouteInfo| match &policy.destinations {
@@ -122,12 +124,18 @@ pub fn selects(policy: &Policy, info: &mut dyn RouteInfo) -> bool {
     }
 }
 
-/// The index of the governing policy, if any (`config.policies` is already in priority and age
-/// order).
+/// The index of the policy this instance enforces on the request, if any: the oldest policy
+/// that selects it (`config.policies` is in age order) governs, whatever its phase or priority;
+/// an instance serving one phase (`settings.phase`) enforces it only when it is of that phase,
+/// so per-phase instances that see the same policies always agree on the governing one.
 pub fn governing(config: &Config, info: &mut dyn RouteInfo) -> Option<usize> {
-    config.policies.iter().position(|p| {
-        config.settings.phase.is_none_or(|phase| p.phase == phase) && selects(p, info)
-    })
+    let i = config.policies.iter().position(|p| selects(p, info))?;
+    let policy = config.policies.get(i)?;
+    config
+        .settings
+        .phase
+        .is_none_or(|phase| policy.phase == phase)
+        .then_some(i)
 }
 
 /// Which properties any policy of `config` needs (so the filter reads no others).
@@ -307,38 +315,102 @@ mod tests {
     }
 
     #[test]
-    fn priority_orders_before_age_and_phase_filters() {
-        let c = config_of(vec![
-            resource("old-low", "2024-01-01T00:00:00Z", json!({})),
-            resource("new-first", "2024-06-01T00:00:00Z", json!({})),
-        ]);
+    fn the_oldest_policy_governs_whatever_its_phase_and_priority() {
+        let old = resource("old-strict", "2024-01-01T00:00:00Z", json!({}));
+        let mut newer = resource("new-lenient", "2024-06-01T00:00:00Z", json!({}));
+        newer["spec"]["config"]["phase"] = json!({"preAuthz": {"priority": -5}});
+        newer["spec"]["config"]["validationPolicy"] = json!("ALLOW_MISSING_OR_FAILED");
+        let c = config_of(vec![newer.clone(), old.clone()]);
         assert_eq!(
             governing_name(&c, &mut Info::default()).as_deref(),
-            Some("old-low")
+            Some("old-strict"),
+            "a newer policy with a lower priority never overrides an older one"
         );
-        let mut first = resource("new-first", "2024-06-01T00:00:00Z", json!({}));
-        first["spec"]["config"]["phase"] = json!({"preAuthz": {"priority": -1}});
         let mut post = resource("post", "2023-01-01T00:00:00Z", json!({}));
         post["spec"]["config"]["phase"] = json!({"postAuthz": {}});
-        let c = config_of(vec![
-            resource("old-low", "2024-01-01T00:00:00Z", json!({})),
-            first.clone(),
-            post.clone(),
-        ]);
+        let c = config_of(vec![old.clone(), newer.clone(), post.clone()]);
         assert_eq!(
             governing_name(&c, &mut Info::default()).as_deref(),
-            Some("new-first")
-        );
-        let phased = config::parse(
-            json!({"policies": [post, first], "settings": {"phase": "postAuthz"}})
-                .to_string()
-                .as_bytes(),
-        )
-        .unwrap();
-        assert_eq!(
-            governing_name(&phased, &mut Info::default()).as_deref(),
             Some("post")
         );
+        // Per-phase instances see every policy and agree on the governing one: only the
+        // instance of its phase enforces it, the other enforces nothing.
+        let instance = |phase: &str| {
+            config::parse(
+                json!({"policies": [old, newer, post], "settings": {"phase": phase}})
+                    .to_string()
+                    .as_bytes(),
+            )
+            .unwrap()
+        };
+        assert_eq!(
+            governing_name(&instance("postAuthz"), &mut Info::default()).as_deref(),
+            Some("post")
+        );
+        assert_eq!(
+            governing_name(&instance("preAuthz"), &mut Info::default()),
+            None
+        );
+    }
+
+    #[test]
+    fn empty_selector_lists_are_omitted_ones() {
+        let c = config_of(vec![resource(
+            "dests-empty",
+            "2024-01-01T00:00:00Z",
+            json!({"applyToDestinations": []}),
+        )]);
+        assert_eq!(
+            governing_name(&c, &mut Info::default()).as_deref(),
+            Some("dests-empty"),
+            "`applyToDestinations: []` must not turn authentication off"
+        );
+        let c = config_of(vec![resource(
+            "both-empty",
+            "2024-01-01T00:00:00Z",
+            json!({"applyToRoutes": [], "applyToDestinations": []}),
+        )]);
+        assert!(governing(&c, &mut Info::default()).is_some());
+        let c = config_of(vec![resource(
+            "routes-empty",
+            "2024-01-01T00:00:00Z",
+            json!({"applyToRoutes": [], "applyToDestinations": [{"selector": {"name": "httpbin"}}]}),
+        )]);
+        let at = |cluster: &str| {
+            governing(
+                &c,
+                &mut Info {
+                    cluster: Some(cluster.into()),
+                    ..Info::default()
+                },
+            )
+            .is_some()
+        };
+        assert!(at("httpbin"));
+        assert!(!at("other"), "the empty route list adds nothing");
+    }
+
+    #[test]
+    fn selectors_a_proxy_cannot_evaluate_are_refused() {
+        let dest = json!({"policies": [resource("d", "2024-01-01T00:00:00Z",
+            json!({"applyToDestinations": [{"selector": {"labels": {"app": "httpbin"}}}]}))]});
+        let e = config::parse(dest.to_string().as_bytes()).unwrap_err();
+        assert_eq!(
+            e.path,
+            "policies[0].spec.applyToDestinations[0].selector.labels"
+        );
+        let routes = json!({"policies": [resource("r", "2024-01-01T00:00:00Z",
+            json!({"applyToRoutes": [{"route": {"labels": {"route": "httpbin"}}}]}))]});
+        assert!(config::parse(routes.to_string().as_bytes()).is_ok());
+        let e = config::parse_on(routes.to_string().as_bytes(), config::Proxy::Istio).unwrap_err();
+        assert_eq!(e.path, "policies[0].spec.applyToRoutes[0].route.labels");
+        assert!(e.reason.contains("by `name`"), "{}", e.reason);
+        let ns = json!({"policies": [resource("n", "2024-01-01T00:00:00Z",
+            json!({"applyToRoutes": [{"route": {"namespace": "httpbin"}}]}))]});
+        assert!(config::parse_on(ns.to_string().as_bytes(), config::Proxy::Istio).is_err());
+        let named = json!({"policies": [resource("n", "2024-01-01T00:00:00Z",
+            json!({"applyToRoutes": [{"route": {"name": "httpbin-mesh"}}]}))]});
+        assert!(config::parse_on(named.to_string().as_bytes(), config::Proxy::Istio).is_ok());
     }
 
     #[test]

@@ -22,16 +22,17 @@ pub(crate) fn check(files: &[String], out: &mut String) -> Result<bool, String> 
         };
         let mut checked = 0;
         for (i, doc) in docs.iter().enumerate() {
-            let (what, config) = match kind(doc) {
-                "JWTPolicy" => ("JWTPolicy", doc.clone()),
+            // A WasmPlugin runs in an Istio proxy, whose routes carry no labels of ours.
+            let (what, config, proxy) = match kind(doc) {
+                "JWTPolicy" => ("JWTPolicy", doc.clone(), config::Proxy::Envoy),
                 "WasmPlugin" => match doc.pointer("/spec/pluginConfig") {
-                    Some(pc) => ("WasmPlugin pluginConfig", pc.clone()),
+                    Some(pc) => ("WasmPlugin pluginConfig", pc.clone(), config::Proxy::Istio),
                     None => continue,
                 },
                 _ => continue,
             };
             checked += 1;
-            if let Err(e) = config::parse(config.to_string().as_bytes()) {
+            if let Err(e) = config::parse_on(config.to_string().as_bytes(), proxy) {
                 let _ = writeln!(
                     out,
                     "{file}: document {} ({what} {}): {e}",

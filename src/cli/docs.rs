@@ -90,15 +90,15 @@ pub(crate) fn name(doc: &Value) -> String {
     }
 }
 
-/// Every JWTPolicy of the files, validated.
-pub(crate) fn policies_of(files: &[String]) -> Result<Vec<Value>, String> {
+/// Every JWTPolicy of the files, validated for the given kind of proxy.
+pub(crate) fn policies_of(files: &[String], proxy: config::Proxy) -> Result<Vec<Value>, String> {
     let mut out = Vec::new();
     for file in files {
         for doc in load(file)? {
             if kind(&doc) != "JWTPolicy" {
                 continue;
             }
-            config::parse(doc.to_string().as_bytes())
+            config::parse_on(doc.to_string().as_bytes(), proxy)
                 .map_err(|e| format!("{file}: JWTPolicy {}: {e}", name(&doc)))?;
             out.push(doc);
         }

@@ -18,10 +18,15 @@ usage:
       JSON files with the filter's own rules. Exit 1 on any error.
   jwt-policy render --istio [--namespace NS] [--selector KEY=VALUE]... [--gateway] [--image URL]
                     [--mode SERVER|CLIENT|UNDEFINED] FILE...
-      Istio WasmPlugin manifests, one per phase (preAuthz -> AUTHZ, postAuthz -> STATS). Sidecar
-      plugins match SERVER traffic unless --mode says otherwise; gateway plugins match all.
-  jwt-policy render --envoy [--wasm PATH] FILE...
+      Istio WasmPlugin manifests, one per phase present (preAuthz -> AUTHZ, postAuthz -> STATS),
+      each with every policy (the oldest selecting policy governs; each plugin enforces it only in
+      its phase). Sidecar plugins match SERVER traffic unless --mode says otherwise; gateway
+      plugins match all. A policy selecting routes by labels or namespace is refused: Istio puts
+      no such route metadata in Envoy; select the VirtualService http route by `name`.
+  jwt-policy render --envoy [--wasm PATH] [--ca-file PEM_FILE] FILE...
       An Envoy http_filters block (the wasm filter, then the router) and a cluster per remote JWKS.
+      An https JWKS cluster verifies the server's certificate against --ca-file (default the
+      system bundle /etc/ssl/certs/ca-certificates.crt) and its SAN against the URL's host.
   jwt-policy token --key PEM_FILE | --secret TEXT [--alg ALG] [--kid KID] [--exp DURATION]
                    [--claim NAME=VALUE]... [--claims JSON]
       Sign a development token (RS256/384/512, ES256/384, EdDSA, HS256/384/512).
@@ -31,7 +36,7 @@ usage:
 pub fn run(args: &[String], out: &mut String, err: &mut String) -> i32 {
     let result = match args.first().map(String::as_str) {
         Some("check") => check::check(args.get(1..).unwrap_or_default(), out),
-        Some("render") => render::render(args.get(1..).unwrap_or_default(), out, err),
+        Some("render") => render::render(args.get(1..).unwrap_or_default(), out),
         Some("token") => token::token(args.get(1..).unwrap_or_default(), out),
         Some("help" | "--help" | "-h") => {
             out.push_str(USAGE);
@@ -86,19 +91,21 @@ mod tests {
         assert!(out.contains("JWTPolicy httpbin/jwt-policy): spec.config.providers.dev-example.issuerr: unknown field"), "{out}");
     }
 
+    /// The guide's policy, selecting the VirtualService http route by name (the Istio way).
+    fn by_route_name() -> String {
+        std::fs::read_to_string("policies/dev-example.yaml")
+            .unwrap()
+            .replace("labels:\n        route: httpbin", "name: httpbin-mesh")
+    }
+
     #[test]
     fn renders_one_wasmplugin_per_phase_with_negated_priority() {
-        let post = std::fs::read_to_string("policies/dev-example.yaml")
-            .unwrap()
+        let first = by_route_name();
+        assert!(!first.contains("labels"));
+        let post = first
             .replace("name: jwt-policy", "name: late")
             .replace("preAuthz: {}", "postAuthz:\n        priority: 3");
-        let path = temp(
-            "two.yaml",
-            &format!(
-                "{}\n---\n{post}",
-                std::fs::read_to_string("policies/dev-example.yaml").unwrap()
-            ),
-        );
+        let path = temp("two.yaml", &format!("{first}\n---\n{post}"));
         let (code, out, err) = run_args(&[
             "render",
             "--istio",
@@ -123,13 +130,41 @@ mod tests {
         assert_eq!(docs[0]["spec"]["match"][0]["mode"], "SERVER");
         assert_eq!(docs[0]["spec"]["type"], "HTTP");
         let config = docs[0]["spec"]["pluginConfig"].to_string();
-        assert_eq!(
-            crate::config::parse(config.as_bytes())
-                .unwrap()
-                .settings
-                .phase,
-            Some(Phase::PreAuthz)
+        let compiled = crate::config::parse(config.as_bytes()).unwrap();
+        assert_eq!(compiled.settings.phase, Some(Phase::PreAuthz));
+        // each phase's plugin sees every policy, so both agree on the governing one
+        for doc in &docs {
+            assert_eq!(
+                doc["spec"]["pluginConfig"]["policies"]
+                    .as_array()
+                    .unwrap()
+                    .len(),
+                2
+            );
+        }
+    }
+
+    #[test]
+    fn render_istio_and_check_refuse_route_label_selectors() {
+        let (code, _, err) = run_args(&["render", "--istio", "policies/dev-example.yaml"]);
+        assert_eq!(code, 2, "{err}");
+        assert!(
+            err.contains("spec.applyToRoutes[0].route.labels: Istio carries no route labels"),
+            "{err}"
         );
+        assert!(err.contains("by `name`"), "{err}");
+        let labelled = std::fs::read_to_string("policies/dev-example.json").unwrap();
+        let plugin = format!(
+            r#"{{"apiVersion": "extensions.istio.io/v1alpha1", "kind": "WasmPlugin", "metadata": {{"name": "p"}}, "spec": {{"url": "oci://x", "pluginConfig": {{"policies": [{labelled}]}}}}}}"#
+        );
+        let (code, out, _) = run_args(&["check", &temp("plugin.json", &plugin)]);
+        assert_eq!(code, 1, "{out}");
+        assert!(
+            out.contains("policies[0].spec.applyToRoutes[0].route.labels"),
+            "{out}"
+        );
+        let (code, out, _) = run_args(&["check", &temp("named.yaml", &by_route_name())]);
+        assert_eq!(code, 0, "{out}");
     }
 
     #[test]
@@ -140,9 +175,23 @@ mod tests {
         assert_eq!(code, 0, "{err}");
         let doc = to_json(&YamlLoader::load_from_str(&out).unwrap()[0]);
         assert_eq!(doc["clusters"][0]["name"], "outbound|443||idp.example.com");
+        let tls = &doc["clusters"][0]["transport_socket"]["typed_config"];
+        assert_eq!(tls["sni"], "idp.example.com");
+        let validation = &tls["common_tls_context"]["validation_context"];
         assert_eq!(
-            doc["clusters"][0]["transport_socket"]["typed_config"]["sni"],
-            "idp.example.com"
+            validation["trusted_ca"]["filename"],
+            "/etc/ssl/certs/ca-certificates.crt"
+        );
+        assert_eq!(
+            validation["match_typed_subject_alt_names"][0],
+            serde_json::json!({"san_type": "DNS", "matcher": {"exact": "idp.example.com"}})
+        );
+        let (_, out, _) = run_args(&["render", "--envoy", "--ca-file", "/ca.pem", &path]);
+        let doc = to_json(&YamlLoader::load_from_str(&out).unwrap()[0]);
+        assert_eq!(
+            doc["clusters"][0]["transport_socket"]["typed_config"]["common_tls_context"]["validation_context"]
+                ["trusted_ca"]["filename"],
+            "/ca.pem"
         );
         let value = doc["http_filters"][0]["typed_config"]["config"]["configuration"]["value"]
             .as_str()

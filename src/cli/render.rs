@@ -1,19 +1,24 @@
 //! `jwt-policy render`: Istio `WasmPlugin`s (one per phase) or an Envoy filter block with a
 //! cluster per remote JWKS.
 
-use std::fmt::Write as _;
-
 use serde_json::{Map, Value, json};
 
-use super::docs::{emit, name, policies_of};
+use super::docs::{emit, policies_of};
 use super::flags::{Flags, flags};
 use crate::config;
 use crate::policy::{KeySource, Phase};
 
-pub(crate) fn render(args: &[String], out: &mut String, err: &mut String) -> Result<bool, String> {
+pub(crate) fn render(args: &[String], out: &mut String) -> Result<bool, String> {
     let f = flags(
         args,
-        &["--namespace", "--selector", "--image", "--wasm", "--mode"],
+        &[
+            "--namespace",
+            "--selector",
+            "--image",
+            "--wasm",
+            "--mode",
+            "--ca-file",
+        ],
     )?;
     if let Some(unknown) = f
         .switches
@@ -22,32 +27,12 @@ pub(crate) fn render(args: &[String], out: &mut String, err: &mut String) -> Res
     {
         return Err(format!("unknown option {unknown} (see `jwt-policy help`)"));
     }
-    let policies = policies_of(&f.files)?;
     let docs = match (f.has("--istio"), f.has("--envoy")) {
-        (true, false) => {
-            for p in &policies {
-                let labelled = p
-                    .pointer("/spec/applyToRoutes")
-                    .and_then(Value::as_array)
-                    .is_some_and(|routes| {
-                        routes.iter().any(|r| {
-                            r.pointer("/route/labels")
-                                .and_then(Value::as_object)
-                                .is_some_and(|l| !l.is_empty())
-                        })
-                    });
-                if labelled {
-                    let _ = writeln!(
-                        err,
-                        "warning: JWTPolicy {} selects routes by labels, which Istio cannot put in Envoy route metadata: \
-                         on Istio such a policy selects nothing; select the VirtualService http route by `name` instead",
-                        name(p)
-                    );
-                }
-            }
-            render_istio(&policies, &f)?
-        }
-        (false, true) => vec![render_envoy(&policies, &f)?],
+        (true, false) => render_istio(&policies_of(&f.files, config::Proxy::Istio)?, &f)?,
+        (false, true) => vec![render_envoy(
+            &policies_of(&f.files, config::Proxy::Envoy)?,
+            &f,
+        )?],
         _ => {
             return Err(
                 "render needs one of --istio or --envoy (see `jwt-policy help`)".to_string(),
@@ -56,6 +41,18 @@ pub(crate) fn render(args: &[String], out: &mut String, err: &mut String) -> Res
     };
     emit(&docs, out)?;
     Ok(true)
+}
+
+/// Debian's and Ubuntu's trust bundle (the one the official Envoy images carry).
+const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// How a certificate names `host`: an IP address SAN or a DNS name SAN.
+fn san_type(host: &str) -> &'static str {
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        "IP_ADDRESS"
+    } else {
+        "DNS"
+    }
 }
 
 pub(crate) fn phase_of(policy: &Value) -> Result<(Phase, i64), String> {
@@ -87,16 +84,18 @@ pub(crate) fn render_istio(policies: &[Value], f: &Flags) -> Result<Vec<Value>, 
         (Phase::PreAuthz, "preAuthz", "AUTHZ"),
         (Phase::PostAuthz, "postAuthz", "STATS"),
     ] {
-        let mut members = Vec::new();
+        // Each phase's plugin sees every policy, so that both agree on the governing (oldest)
+        // one, and enforces it only when it is of its phase.
+        let mut present = false;
         let mut lowest = i64::MAX;
         for p in policies {
             let (ph, priority) = phase_of(p)?;
             if ph == phase {
-                members.push(p.clone());
+                present = true;
                 lowest = lowest.min(priority);
             }
         }
-        if members.is_empty() {
+        if !present {
             continue;
         }
         let mut spec = json!({
@@ -106,7 +105,7 @@ pub(crate) fn render_istio(policies: &[Value], f: &Flags) -> Result<Vec<Value>, 
             "priority": lowest.saturating_neg(),
             // An authentication filter that cannot load must deny, not open the mesh.
             "failStrategy": "FAIL_CLOSE",
-            "pluginConfig": {"policies": members, "settings": {"phase": gloo}},
+            "pluginConfig": {"policies": policies, "settings": {"phase": gloo}},
         });
         let mode = f
             .value("--mode")
@@ -137,6 +136,7 @@ pub(crate) fn render_envoy(policies: &[Value], f: &Flags) -> Result<Value, Strin
     let wasm = f
         .value("--wasm")
         .unwrap_or("/etc/envoy/jwt_policy_filter.wasm");
+    let ca_file = f.value("--ca-file").unwrap_or(SYSTEM_CA_BUNDLE);
     let plugin = json!({"policies": policies});
     let compiled = config::parse(plugin.to_string().as_bytes()).map_err(|e| e.to_string())?;
     let mut clusters: Vec<Value> = Vec::new();
@@ -159,9 +159,20 @@ pub(crate) fn render_envoy(policies: &[Value], f: &Flags) -> Result<Value, Strin
                 "load_assignment": {"cluster_name": r.cluster, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}]}]},
             });
             if scheme == "https" {
+                // Whoever serves the keys can sign any token: the server's certificate must chain
+                // to a trusted CA and name the URL's host.
                 let tls = json!({
                     "name": "envoy.transport_sockets.tls",
-                    "typed_config": {"@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext", "sni": host},
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                        "sni": host,
+                        "common_tls_context": {"validation_context": {
+                            "trusted_ca": {"filename": ca_file},
+                            "match_typed_subject_alt_names": [
+                                {"san_type": san_type(host), "matcher": {"exact": host}},
+                            ],
+                        }},
+                    },
                 });
                 if let Some(c) = cluster.as_object_mut() {
                     c.insert("transport_socket".into(), tls);

@@ -1,7 +1,7 @@
 """Policy selection and the rest of JWTPolicy, through envoy/routes.yaml (several routes and clusters).
 
-Which policy governs a request (route labels, route name, destination cluster; priority, then
-age; the instance's phase), the policy rules (`claims`, `requiredScopes`), routing on a claim
+Which policy governs a request (route labels, route name, destination cluster; the oldest
+selecting policy, whatever its phase or priority; the instance's phase), the policy rules (`claims`, `requiredScopes`), routing on a claim
 header (`clearRouteCache`) and `settings.routeLabelsNamespace`.  Every route of routes.yaml adds
 `x-route` and `x-cluster` to what it forwards, so the echo shows where a request went.
 
@@ -226,13 +226,17 @@ def test_policies_without_creation_timestamp_come_after_dated_ones(envoy):
     assert_governed_by(proxy, KEY_A, KEY_B, "dated")
 
 
-def test_lower_priority_wins_over_age(envoy):
+def test_a_newer_policy_never_overrides_an_older_one_whatever_its_priority(envoy):
+    """Gloo's rule: only the oldest policy applies. A newer ALLOW_MISSING_OR_FAILED policy with a
+    lower priority used to govern the route an older REQUIRE_VALID one protects."""
     older = resource("older", with_phase(policy_for(KEY_A, "older", None)["spec"], "preAuthz", 5),
                      created="2023-01-01T00:00:00Z")
-    newer = resource("newer", with_phase(policy_for(KEY_B, "newer", None)["spec"], "preAuthz", 1),
-                     created="2024-01-01T00:00:00Z")
-    proxy = boot_routes(envoy, policies(older, newer))
-    assert_governed_by(proxy, KEY_B, KEY_A, "newer")
+    lenient = with_phase(policy_for(KEY_B, "newer", None)["spec"], "preAuthz", -5)
+    lenient["config"]["validationPolicy"] = "ALLOW_MISSING_OR_FAILED"
+    newer = resource("newer", lenient, created="2024-01-01T00:00:00Z")
+    proxy = boot_routes(envoy, policies(newer, older))
+    assert_governed_by(proxy, KEY_A, KEY_B, "older")
+    assert_denied(proxy.get("/labelled"), MISSING, path="/labelled")
 
 
 # --------------------------------------------------------------------------- 5. claims and scopes
@@ -316,8 +320,9 @@ def test_claims_rules_apply_only_where_their_policy_governs(rules):
 
 # --------------------------------------------------------------------------- 6. phases
 
-# PRE is newer and has a higher priority than POST: the phase still puts it first.
-PRE = resource("pre", with_phase(policy_for(KEY_A, "pre", None)["spec"], "preAuthz", 10),
+# PRE is newer than POST and has the phase that runs first: POST, the oldest, still governs
+# /labelled; each per-phase instance sees every policy and enforces POST only in postAuthz.
+PRE = resource("pre", with_phase(policy_for(KEY_A, "pre", None)["spec"], "preAuthz", -10),
                created="2024-01-01T00:00:00Z")
 POST = resource("post", with_phase(policy_for(KEY_B, "post", None)["spec"], "postAuthz", 0),
                 created="2020-01-01T00:00:00Z")
@@ -327,15 +332,17 @@ POST_ADMIN = resource("post-admin", with_phase(on_routes(spec(provider(
 PHASED = [POST, POST_ADMIN, PRE]
 
 
-def test_pre_authz_instance_ignores_post_authz_policies(envoy):
+def test_pre_authz_instance_leaves_what_a_post_authz_policy_governs(envoy):
     proxy = boot_routes(envoy, policies(*PHASED, phase="preAuthz"))
-    # only post-admin would select /admin: untouched
+    # only post-admin selects /admin: untouched here
     sent = {"X-Policy-Post": "spoofed", "Authorization": "Bearer junk"}
     echo = assert_passed(proxy.get("/admin", headers=sent))
     went_to(echo, "admin", "httpbin")
     assert echo.header("X-Policy-Post") == ["spoofed"] and echo.header("Authorization") == ["Bearer junk"]
-    # /labelled: the preAuthz policy (key A), not the older postAuthz one
-    assert_governed_by(proxy, KEY_A, KEY_B, "pre")
+    # /labelled: the older postAuthz policy governs, so the newer preAuthz one is not enforced
+    # by this instance (the postAuthz instance enforces POST)
+    assert_passed(proxy.get("/labelled", headers=token(KEY_B)))
+    assert_passed(proxy.get("/labelled"))
 
 
 def test_post_authz_instance_enforces_post_authz_policies(envoy):
@@ -347,9 +354,9 @@ def test_post_authz_instance_enforces_post_authz_policies(envoy):
     assert_passed(proxy.get("/open"))
 
 
-def test_instance_without_phase_orders_pre_authz_first(envoy):
+def test_instance_without_phase_lets_the_oldest_govern_whatever_its_phase(envoy):
     proxy = boot_routes(envoy, policies(*PHASED))
-    assert_governed_by(proxy, KEY_A, KEY_B, "pre")                 # preAuthz before an older postAuthz
+    assert_governed_by(proxy, KEY_B, KEY_A, "post")                # the older postAuthz policy
     assert_denied(proxy.get("/admin"), MISSING, path="/admin")     # postAuthz policies served too
     assert_passed(proxy.get("/admin", headers=token(KEY_B)))
 
