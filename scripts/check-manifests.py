@@ -62,6 +62,18 @@ def load_docs(source: str, text: str) -> list[dict]:
     return docs
 
 
+def selects_route_labels(policy: Path) -> bool:
+    """True when a JWTPolicy of the file selects routes by labels: Istio cannot evaluate that."""
+    for doc in yaml.safe_load_all(policy.read_text()):
+        for sel in ((doc or {}).get("spec") or {}).get("applyToRoutes") or []:
+            if ((sel or {}).get("route") or {}).get("labels"):
+                return True
+    return False
+
+
+REFUSED_ON_ISTIO = "select the VirtualService http route by `name`"
+
+
 def render_docs(cli: str, policies: list[Path]) -> list[dict]:
     docs = []
     for variant in RENDER_VARIANTS:
@@ -69,6 +81,12 @@ def render_docs(cli: str, policies: list[Path]) -> list[dict]:
             cmd = [cli, "render", "--istio", *variant, str(policy)]
             shown = " ".join(["jwt-policy", "render", "--istio", *variant, rel(policy)])
             proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+            if selects_route_labels(policy):
+                # such a policy would select nothing on Istio: render must refuse it
+                if proc.returncode == 0 or REFUSED_ON_ISTIO not in proc.stderr:
+                    raise SystemExit(f"check-manifests: `{shown}` should refuse the route-label selector:\n"
+                                     f"{proc.stderr.strip()}")
+                continue
             if proc.returncode != 0:
                 raise SystemExit(f"check-manifests: `{shown}` failed ({proc.returncode}):\n{proc.stderr.strip()}")
             rendered = load_docs(shown, proc.stdout)

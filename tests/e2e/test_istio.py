@@ -25,6 +25,7 @@ import base64
 import copy
 import datetime
 import hashlib
+import ipaddress
 import json
 import re
 import shutil
@@ -343,20 +344,17 @@ def test_sidecar_inbound_token_passes_and_authz_sees_the_claim(httpbin_sidecar):
     assert (resp.status, resp.body) == (403, "RBAC: access denied"), resp
 
 
-def test_sidecar_append_true_claim_header_is_not_an_authorization_input(httpbin_sidecar):
-    """The guide's `append: true` keeps a client-sent x-org in front of the claim's value, so what an
-    AuthorizationPolicy on x-org decides depends on how the Envoy version matches a repeated header
-    (istio/README.md: use `append: false` for authorization): Envoy 1.40 matches each value, and a
-    token of org acme plus `x-org: solo.io` gets through; 1.36 matches the comma-joined values."""
+def test_sidecar_append_true_claim_header_cannot_be_spoofed(httpbin_sidecar):
+    """The guide's `append: true`: a client-sent x-org is removed before the filter adds the
+    claim's value (as jwt_authn sanitizes claim headers), so an AuthorizationPolicy on x-org sees
+    only what the token says. (It used to keep the client's value in front of the claim's, and
+    Envoy 1.40's RBAC let a token of org acme plus `x-org: solo.io` through.)"""
     resp = httpbin_sidecar.get(f"/get?auth_token={demo_signed(org='acme')}", host=MESH_HOST,
                                headers={"x-org": "solo.io"})
-    version = envoy_version()
-    if resp.status == 200:  # RBAC matched one of the values: the client's
-        assert version >= (1, 37), (version, resp)
-        assert resp.echo().header("X-Org") == ["solo.io", "acme"]
-    else:  # RBAC matched "solo.io,acme"
-        assert version < (1, 40), (version, resp)
-        assert (resp.status, resp.body) == (403, "RBAC: access denied"), resp
+    assert (resp.status, resp.body) == (403, "RBAC: access denied"), resp
+    echo = assert_passed(httpbin_sidecar.get(f"/get?auth_token={demo_token()}", host=MESH_HOST,
+                                             headers={"x-org": "evil", "x-email": "evil@example.com"}))
+    assert echo.header("X-Org") == ["solo.io"] and echo.header("X-Email") == ["dev1@solo.io"]
 
 
 def test_sidecar_append_false_makes_claim_headers_safe_for_authorization(upstream, ecds_dir):
@@ -425,7 +423,7 @@ def test_gateway_route_needs_the_token(ingress):
 # ---- remote JWKS: istio/wasmplugin-remote.yaml, TLS origination to the derived cluster
 
 
-def _self_signed(host: str, directory: Path) -> tuple[Path, Path]:
+def _self_signed(host: str, directory: Path, ip: str | None = None) -> tuple[Path, Path]:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -437,7 +435,9 @@ def _self_signed(host: str, directory: Path) -> tuple[Path, Path]:
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.DNSName(host)] + ([x509.IPAddress(ipaddress.ip_address(ip))] if ip else [])),
+                critical=False)
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .sign(key, hashes.SHA256()))
     cert_path, key_path = directory / "idp.crt", directory / "idp.key"
@@ -487,6 +487,9 @@ def test_remote_jwks_through_the_derived_istio_cluster(upstream, ecds_dir, tmp_p
     port = se["spec"]["ports"][0]["number"]
     tls = dr["spec"]["trafficPolicy"]["portLevelSettings"][0]
     assert (dr["spec"]["host"], tls["port"]["number"], tls["tls"]["mode"]) == (host, port, "SIMPLE")
+    # the sidecar verifies the IdP's certificate (whoever serves the keys can sign any token)
+    assert tls["tls"]["caCertificates"] == "/etc/ssl/certs/ca-certificates.crt"
+    assert tls["tls"]["subjectAltNames"] == [host] and tls["tls"].get("insecureSkipVerify") is False
     provider = plugin["spec"]["pluginConfig"]["policies"][0]["spec"]["config"]["providers"]["dev-example"]
     assert "cluster" not in provider["remote"] and provider["remote"]["url"].startswith(f"https://{host}/")
 
@@ -550,6 +553,38 @@ def test_refused_plugin_config_fails_closed(upstream, ecds_dir, tmp_path):
         assert "policies[0].spec.applyToRoutes[0].route.nme: unknown field" in envoy.log_text()
 
 
+def test_route_label_selector_is_refused_on_istio(upstream, tmp_path):
+    """The guide's policy as is (`applyToRoutes: [{route: {labels: {route: httpbin}}}]`) pasted into
+    a WasmPlugin: Istio puts no route labels in Envoy, so the selector would select nothing and
+    leave httpbin open. The filter refuses the configuration on an Istio proxy (FAIL_CLOSE: 500),
+    naming the selector and route `name` selection; it used to load and let everything through."""
+    plugin = copy.deepcopy(resource("virtualservice.yaml", "WasmPlugin"))
+    plugin["metadata"]["name"] = "jwt-policy-labelled"
+    guide = json.loads((REPO / "policies" / "dev-example.json").read_text())
+    plugin["spec"]["pluginConfig"] = {"policies": [guide]}
+    wasm_filter, _ = write_ecds(tmp_path, plugin)
+    route_config = {"name": "8000", "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
+        {"name": "httpbin-mesh", "match": {"prefix": "/"}, "route": {"cluster": HTTPBIN_CLUSTER}}]}]}
+    bootstrap = istio_bootstrap([wasm_filter], node=istio_node("sleep", "sleep"), route_config=route_config,
+                                clusters=[echo_cluster(HTTPBIN_CLUSTER)])
+    with harness.boot(None, bootstrap=bootstrap, name="istio-labelled") as envoy:
+        resp = envoy.get("/get", host=MESH_HOST)
+        assert resp.status == 500, resp
+        stats = envoy.stats("extension_config_discovery.http_filter.istio-system.jwt-policy-labelled.")
+        assert stats["extension_config_discovery.http_filter.istio-system.jwt-policy-labelled.update_rejected"] == 1
+        log = envoy.log_text()
+        assert "policies[0].spec.applyToRoutes[0].route.labels: Istio carries no route labels" in log
+        assert "select the VirtualService http route by `name`" in log
+
+
+def test_route_label_selector_still_works_on_plain_envoy(envoy):
+    """The same policy in a plain Envoy (routes carry labels in their metadata) loads and enforces."""
+    guide = json.loads((REPO / "policies" / "dev-example.json").read_text())
+    proxy = envoy(guide)
+    assert_denied(proxy.get("/get"), MISSING)
+    assert_passed(proxy.get(f"/get?auth_token={demo_token()}"))
+
+
 # --------------------------------------------------------------------------- the CLI
 
 needs_cli = pytest.mark.skipif(not CLI.exists(), reason=f"{CLI} not built (make check-policies builds it)")
@@ -593,6 +628,52 @@ def test_check_policies_fails_on_a_broken_policy(tmp_path):
     out = proc.stdout + proc.stderr
     assert "spec.config.providers.dev-example.tokenSource.headers[0].prefx: unknown field" in out, out
     assert f"{wasm}: document 2" in out and "settings.phase" in out, out
+
+
+@needs_cli
+@pytest.mark.parametrize("trusted", [False, True], ids=["system-cas-only", "with-ca-file"])
+def test_rendered_jwks_cluster_verifies_the_server_certificate(upstream, tmp_path, trusted):
+    """`render --envoy` used to write an https JWKS cluster with only `sni`: anyone on the path could
+    serve keys. Now the cluster checks the certificate against the system CAs (or --ca-file) and its
+    SAN against the URL's host: a self-signed JWKS server is refused unless its CA is given."""
+    cert, key = _self_signed("localhost", tmp_path, ip="127.0.0.1")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _IdpHandler)
+    server.daemon_threads = True
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _IdpHandler.seen.clear()
+    try:
+        policy = json.loads((REPO / "policies" / "dev-example.json").read_text())
+        provider = policy["spec"]["config"]["providers"]["dev-example"]
+        del provider["local"]
+        port = server.server_address[1]
+        provider["remote"] = {"url": f"https://127.0.0.1:{port}/.well-known/jwks.json", "timeout": "2s"}
+        path = tmp_path / "remote.json"
+        path.write_text(json.dumps(policy))
+        ca = ["--ca-file", str(cert)] if trusted else []
+        out = subprocess.run([str(CLI), "render", "--envoy", "--wasm", harness.wasm_path(), *ca, str(path)],
+                             capture_output=True, text=True, check=True).stdout
+        rendered = yaml.safe_load(out)
+        bootstrap = harness.render("{}")
+        hcm = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+        hcm["http_filters"] = rendered["http_filters"]
+        bootstrap["static_resources"]["clusters"] += rendered["clusters"]
+        name = "rendered-tls-" + ("trusted" if trusted else "untrusted")
+        with harness.boot(None, bootstrap=bootstrap, name=name) as envoy:
+            resp = envoy.get(f"/get?auth_token={demo_token()}", timeout=20)
+            if trusted:
+                assert assert_passed(resp).header("X-Org") == ["solo.io"]
+                assert _IdpHandler.seen, "the JWKS was fetched"
+            else:
+                assert_denied(resp, "Jwks remote fetch is failed")
+                assert not _IdpHandler.seen, "no JWKS request got past the TLS handshake"
+                stats = envoy.stats(f"cluster.outbound|{port}||127.0.0.1.ssl.")
+                assert stats[f"cluster.outbound|{port}||127.0.0.1.ssl.fail_verify_error"] >= 1, stats
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 # --------------------------------------------------------------------------- Istio CRD schemas
