@@ -3,8 +3,9 @@
 Rendering: string as is, integer as integer, other numbers as JSON, bool true/false,
 list of scalars joined with ",", object as compact JSON; a dotted path reaches nested
 objects when no top-level claim has that exact name.  append false (default) replaces
-an incoming value, append true adds after it.  Anti-spoofing: when a policy governs the
-request, incoming append-false claim headers and the payload header are removed first.
+what this filter wrote before for the header, append true adds after it.  Anti-spoofing (as
+jwt_authn's sanitizeHeaders): when a policy governs the request, every incoming claim header
+(whatever its append) and the payload header are removed first.
 """
 
 from __future__ import annotations
@@ -94,12 +95,23 @@ def test_append_defaults_to_false(envoy):
     assert echo.header("X-Org") == ["solo.io"]
 
 
-def test_append_true_adds_after_the_incoming_value(envoy):
+def test_append_true_replaces_the_incoming_value_too(envoy):
+    """The incoming x-org is the client's, never the token's: it is removed whatever `append` says
+    (it used to stay in front of the claim's value, so `x-org: acme` was spoofable)."""
     proxy = envoy(policy([{"claim": "org", "header": "x-org", "append": True}]))
     echo = assert_passed(proxy.get("/get", headers={**bearer(TOKEN), "X-Org": "acme"}))
-    assert echo.joined("X-Org") == "acme,solo.io"
-    echo = assert_passed(proxy.get("/get", headers=bearer(TOKEN)))
     assert echo.header("X-Org") == ["solo.io"]
+    echo = assert_passed(proxy.get("/get", headers=[*bearer(TOKEN).items(), ("X-Org", "a"), ("x-org", "b")]))
+    assert echo.header("X-Org") == ["solo.io"]
+
+
+def test_append_true_adds_after_what_the_filter_wrote(envoy):
+    """Several claims naming one header: `append: true` adds after the value written before it."""
+    proxy = envoy(policy([{"claim": "org", "header": "x-who"},
+                          {"claim": "email", "header": "x-who", "append": True},
+                          {"claim": "sub", "header": "x-who", "append": True}]))
+    echo = assert_passed(proxy.get("/get", headers={**bearer(TOKEN), "X-Who": "spoofed"}))
+    assert echo.joined("X-Who") == "solo.io,alice@solo.io,alice"
 
 
 # --------------------------------------------------------------------------- anti-spoofing
@@ -122,11 +134,21 @@ def test_spoofed_header_removed_when_token_is_absent_or_bad_but_allowed(envoy):
         assert not echo.has("X-Org") and not echo.has("X-Jwt-Payload"), echo
 
 
-def test_append_true_headers_are_not_stripped(envoy):
+def test_append_true_headers_are_stripped_too(envoy):
+    """A token without the claim: the client's append-true header is gone, nothing replaces it
+    (it used to reach the upstream as if the filter had written it)."""
     proxy = envoy(policy([{"claim": "email", "header": "x-email", "append": True}]))
     token = mint(KEY, claims(iss=ISSUER, sub="no-email"))
     echo = assert_passed(proxy.get("/get", headers={**bearer(token), "X-Email": "incoming@example.com"}))
-    assert echo.header("X-Email") == ["incoming@example.com"]
+    assert not echo.has("X-Email"), echo
+
+
+def test_append_true_headers_are_stripped_when_the_token_is_absent_or_bad_but_allowed(envoy):
+    proxy = envoy(spec(provider(KEY, issuer=ISSUER, claimsToHeaders=[{"claim": "org", "header": "x-org", "append": True}]),
+                       validationPolicy="ALLOW_MISSING_OR_FAILED"))
+    for extra in ({}, bearer(tamper_signature(TOKEN))):
+        echo = assert_passed(proxy.get("/get", headers={"X-Org": "admin-org", **extra}))
+        assert not echo.has("X-Org"), echo
 
 
 def test_denied_request_never_reaches_upstream(envoy):

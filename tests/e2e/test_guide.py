@@ -117,10 +117,13 @@ def test_default_authorization_header_is_not_a_configured_location(guide):
     assert_denied(guide.get("/get", headers={"Authorization": f"Bearer {demo_token()}"}), MISSING)
 
 
-def test_claims_are_appended_after_incoming_values(guide):
-    """The guide's claimsToHeaders use append: true: an incoming X-Org stays first."""
-    echo = assert_passed(guide.get("/get", headers={"X-Auth": f"Bearer {demo_token()}", "X-Org": "acme"}))
-    assert echo.joined("X-Org") == "acme,solo.io"
+def test_incoming_claim_headers_are_removed_although_the_guide_appends(guide):
+    """The guide's claimsToHeaders use append: true, yet a client's X-Org / X-Email never reach
+    the upstream (they used to stay in front of the claim's value: `acme,solo.io`)."""
+    sent = {"X-Auth": f"Bearer {demo_token()}", "X-Org": "acme", "X-Email": "root@acme.example"}
+    echo = assert_passed(guide.get("/get", headers=sent))
+    assert echo.header("X-Org") == ["solo.io"] and echo.header("X-Email") == ["dev1@solo.io"]
+    assert_denied(guide.get("/get", headers={"X-Org": "acme"}), MISSING)
 
 
 # --------------------------------------------------------------------------- shipped files in sync
