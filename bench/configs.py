@@ -11,6 +11,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "e2e")
 from bootstrap import http_listener, static_bootstrap, static_cluster, wasm_filter  # noqa: E402  (tests/e2e)
 
 ISSUER = "https://bench.example.com"
+# The guide's policy (policies/dev-example.yaml): token in `X-Auth: Bearer …` (or `?auth_token=`),
+# `org` and `email` copied to `x-org` / `x-email`, issuer checked.
+GUIDE_HEADER = "X-Auth"
+GUIDE_CLAIMS = [{"claim": "org", "header": "x-org", "append": True},
+                {"claim": "email", "header": "x-email", "append": True}]
+# The Zipf workload's cache sizes for ours (settings.limits.maxCachedTokens), beside the default.
+ZIPF_CACHE_SIZES = (4096, 16384)
 JWT_CACHE_SIZE = 1024      # native arm (c); ours' settings.limits.maxCachedTokens defaults to 1024 too
 CLAIMS_TO_HEADERS = [{"claim": "sub", "header": "x-jwt-sub"}, {"claim": "org", "header": "x-jwt-org"},
                      {"claim": "email", "header": "x-jwt-email"}]
@@ -47,7 +54,8 @@ def arm_bootstrap(filters: list[dict], upstream_port: int, inprocess_jwks: str |
 
 def jwt_authn(provider: dict, cache_size: int | None = None) -> dict:
     """Native jwt_authn: one provider, required on every path, default token locations
-    (`Authorization: Bearer`, `access_token`), `forward: false` (token stripped)."""
+    (`Authorization: Bearer`, `access_token`) unless ``provider`` names others, `forward: false`
+    (token stripped)."""
     provider = {"issuer": ISSUER, **provider}
     if cache_size is not None:
         provider["jwt_cache_config"] = {"jwt_cache_size": cache_size}
@@ -68,6 +76,22 @@ def native_remote(async_fetch: bool) -> dict:
     return jwt_authn({"remote_jwks": remote})
 
 
+def native_guide(jwks: str, cache_size: int | None = None) -> dict:
+    """Native jwt_authn configured as the guide's policy: `X-Auth: Bearer` or `?auth_token=`, the
+    `org` and `email` claims to `x-org` / `x-email` (jwt_authn sanitizes those headers too)."""
+    return jwt_authn({"local_jwks": {"inline_string": jwks},
+                      "from_headers": [{"name": GUIDE_HEADER, "value_prefix": "Bearer "}],
+                      "from_params": ["auth_token"],
+                      "claim_to_headers": [{"header_name": c["header"], "claim_name": c["claim"]}
+                                           for c in GUIDE_CLAIMS]}, cache_size)
+
+
+def guide_provider(jwks: str) -> dict:
+    return {"local": {"inline": jwks},
+            "tokenSource": {"headers": [{"name": GUIDE_HEADER, "prefix": "Bearer "}], "queryParams": ["auth_token"]},
+            "claimsToHeaders": GUIDE_CLAIMS}
+
+
 def policy(provider: dict) -> dict:
     """A JWTPolicy resource with one provider named "bench" and the default token source
     (`Authorization: Bearer`, `access_token`: the same as jwt_authn's), `keepToken` false."""
@@ -84,7 +108,8 @@ class Arm:
     label: str
     filters: list[dict]
     enforces: bool = True
-    workloads: tuple[str, ...] | None = None  # None: every workload
+    workloads: tuple[str, ...] | None = None  # None: every workload of its profile
+    token_header: str = "Authorization"  # where the enforcement check puts its token
 
 
 def arms(jwks: str, wasm: Path) -> list[Arm]:
@@ -94,7 +119,8 @@ def arms(jwks: str, wasm: Path) -> list[Arm]:
         Arm("none", "no auth filter", [], enforces=False),
         Arm("native", "native jwt_authn", [jwt_authn({"local_jwks": {"inline_string": jwks}})]),
         Arm("native_cache", "native + jwt_cache",
-            [jwt_authn({"local_jwks": {"inline_string": jwks}}, JWT_CACHE_SIZE)]),
+            [jwt_authn({"local_jwks": {"inline_string": jwks}}, JWT_CACHE_SIZE)],
+            workloads=("rs256", "es256", "distinct")),
         Arm("ours", "ours (wasm)", [wasm_filter(policy(local), wasm)]),
         # The fixed cost of any Proxy-Wasm filter in this Envoy: ours with a policy that governs
         # no request (settings.phase selects no policy), so each request only crosses the wasm
@@ -105,6 +131,35 @@ def arms(jwks: str, wasm: Path) -> list[Arm]:
         # The header cost does not depend on the algorithm: one workload is enough.
         Arm("ours_c2h", "ours + 3 claimsToHeaders",
             [wasm_filter(policy({**local, "claimsToHeaders": CLAIMS_TO_HEADERS}), wasm)], workloads=("rs256",)),
+    ]
+
+
+def guide_arms(jwks: str, wasm: Path) -> list[Arm]:
+    """The guide's workload: the same arm names, each configured as the guide's policy."""
+    h = GUIDE_HEADER
+    return [
+        Arm("none", "no auth filter", [], enforces=False, token_header=h),
+        Arm("native", "native jwt_authn", [native_guide(jwks)], token_header=h),
+        Arm("native_cache", "native + jwt_cache", [native_guide(jwks, JWT_CACHE_SIZE)], token_header=h),
+        Arm("ours", "ours (wasm)", [wasm_filter(policy(guide_provider(jwks)), wasm)], token_header=h),
+        Arm("wasm_floor", "wasm filter, no policy applies",
+            [wasm_filter({"policies": [policy(guide_provider(jwks))], "settings": {"phase": "postAuthz"}}, wasm)],
+            enforces=False, token_header=h),
+    ]
+
+
+def zipf_arms(jwks: str, wasm: Path) -> list[Arm]:
+    """The many-users workload: native with and without its cache, ours at several cache sizes."""
+    local = {"local": {"inline": jwks}}
+    return [
+        Arm("none", "no auth filter", [], enforces=False),
+        Arm("native", "native jwt_authn", [jwt_authn({"local_jwks": {"inline_string": jwks}})]),
+        Arm("native_cache", "native + jwt_cache",
+            [jwt_authn({"local_jwks": {"inline_string": jwks}}, JWT_CACHE_SIZE)]),
+        Arm("ours", "ours (wasm)", [wasm_filter(policy(local), wasm)]),
+        *(Arm(f"ours_{n}", f"ours, maxCachedTokens {n}",
+              [wasm_filter({"policies": [policy(local)], "settings": {"limits": {"maxCachedTokens": n}}}, wasm)])
+          for n in ZIPF_CACHE_SIZES),
     ]
 
 

@@ -58,11 +58,11 @@ class Envoy(EnvoyProcess):
         return self
 
 
-def get(port: int, token: str | None = None) -> tuple[int, str]:
-    """GET / on a new connection, with ``Authorization: Bearer <token>`` when given."""
+def get(port: int, token: str | None = None, header: str = "Authorization") -> tuple[int, str]:
+    """GET / on a new connection, with ``<header>: Bearer <token>`` when given."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
-        conn.request("GET", "/", headers={"Authorization": f"Bearer {token}"} if token else {})
+        conn.request("GET", "/", headers={header: f"Bearer {token}"} if token else {})
         resp = conn.getresponse()
         return resp.status, resp.read().decode(errors="replace")
     finally:

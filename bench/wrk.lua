@@ -1,7 +1,7 @@
 -- wrk script for `make bench` (bench/bench.py).
 --
 -- * BENCH_TOKEN_FILE set: every request carries the next token of that file (one JWT a line) as
---   `Authorization: Bearer <token>`, cycling, so consecutive requests never repeat a token
+--   `<BENCH_TOKEN_HEADER or Authorization>: Bearer <token>`, cycling, so consecutive requests never repeat a token
 --   until the file is exhausted.  The requests are formatted once, in init, so the per-request
 --   Lua cost is an array lookup.
 -- * Unset: wrk's static request is used (the token comes from wrk's -H option).
@@ -9,6 +9,8 @@
 --   for bench.py to read; wrk's own human-readable report is printed too.
 
 local token_file = os.getenv("BENCH_TOKEN_FILE")
+local token_header = os.getenv("BENCH_TOKEN_HEADER")
+if not token_header or token_header == "" then token_header = "Authorization" end
 
 if token_file and token_file ~= "" then
   local requests = {}
@@ -19,7 +21,7 @@ if token_file and token_file ~= "" then
     for line in io.lines(token_file) do
       if line ~= "" then
         n = n + 1
-        requests[n] = wrk.format(nil, nil, {["Authorization"] = "Bearer " .. line})
+        requests[n] = wrk.format(nil, nil, {[token_header] = "Bearer " .. line})
       end
     end
     if n == 0 then error("no tokens in " .. token_file) end
