@@ -35,6 +35,9 @@ pub enum Decision {
         status: Status,
         www_authenticate: String,
     },
+    /// A dry-run policy would have denied: the request goes on with only `ops` (the removal of
+    /// client-sent claim headers), and the denial is counted and logged.
+    WouldDeny { status: Status, ops: Vec<HeaderOp> },
     /// Ask again once these providers' keys are ready (or failed).
     WaitForKeys(Vec<usize>),
 }
@@ -205,7 +208,16 @@ fn check_token<'k>(
     TokenResult::Invalid(first_error.unwrap_or(Status::JwtVerificationFail))
 }
 
-/// Decides one request governed by `policy`.
+/// Anti-spoofing: the headers the policy may set are never taken from the client.
+fn sanitize(policy: &Policy) -> Vec<HeaderOp> {
+    policy
+        .spoofable_headers
+        .iter()
+        .map(|h| HeaderOp::Remove(h.clone()))
+        .collect()
+}
+
+/// Decides one request governed by `policy`; a dry-run policy never denies (`WouldDeny`).
 pub fn decide<'k>(
     policy: &Policy,
     req: &RequestView<'_>,
@@ -213,12 +225,23 @@ pub fn decide<'k>(
     keys: &dyn Fn(usize) -> Keys<'k>,
     cache: &mut TokenCache,
 ) -> Decision {
-    // Anti-spoofing: headers the policy may set are never taken from the client.
-    let mut ops: Vec<HeaderOp> = policy
-        .spoofable_headers
-        .iter()
-        .map(|h| HeaderOp::Remove(h.clone()))
-        .collect();
+    match evaluate(policy, req, now, keys, cache) {
+        Decision::Deny { status, .. } if policy.dry_run => Decision::WouldDeny {
+            status,
+            ops: sanitize(policy),
+        },
+        decision => decision,
+    }
+}
+
+fn evaluate<'k>(
+    policy: &Policy,
+    req: &RequestView<'_>,
+    now: u64,
+    keys: &dyn Fn(usize) -> Keys<'k>,
+    cache: &mut TokenCache,
+) -> Decision {
+    let mut ops = sanitize(policy);
     if policy.bypass_cors_preflight && req.is_cors_preflight() {
         return Decision::Allow {
             ops,
@@ -575,6 +598,39 @@ mod tests {
             ops(run(&lenient, &request("/", &[("x-auth", &bad)]))),
             vec![HeaderOp::Remove("x-org".into())]
         );
+    }
+
+    #[test]
+    fn a_dry_run_policy_never_denies_but_says_what_it_would_do() {
+        let spec = json!({"kind": "JWTPolicy", "metadata": {"name": "rollout", "annotations": {"jwt-policy/dry-run": "true"}},
+            "spec": {"config": {"providers": {"p": rsa_provider(json!({"claimsToHeaders": [{"claim": "org", "header": "x-org"}]}))}}}});
+        let p = config::parse(spec.to_string().as_bytes())
+            .unwrap()
+            .policies
+            .remove(0);
+        assert!(p.dry_run);
+        let forged = format!("Bearer {}", token("RS256_tampered"));
+        assert_eq!(
+            run(&p, &request("/", &[("x-auth", &forged)])),
+            Decision::WouldDeny {
+                status: Status::JwtVerificationFail,
+                ops: vec![HeaderOp::Remove("x-org".into())]
+            }
+        );
+        assert!(matches!(
+            run(&p, &request("/", &[])),
+            Decision::WouldDeny {
+                status: Status::JwtMissing,
+                ..
+            }
+        ));
+        let good = format!("Bearer {}", token("RS256"));
+        let allowed = ops(run(&p, &request("/", &[("x-auth", &good)])));
+        assert!(allowed.contains(&HeaderOp::Set("x-org".into(), "solo.io".into())));
+        let bad_mark = json!({"kind": "JWTPolicy", "metadata": {"annotations": {"jwt-policy/dry-run": "yes"}},
+            "spec": {"config": {"providers": {"p": rsa_provider(json!({}))}}}});
+        let e = config::parse(bad_mark.to_string().as_bytes()).unwrap_err();
+        assert_eq!(e.path, "metadata.annotations[\"jwt-policy/dry-run\"]");
     }
 
     #[test]

@@ -159,6 +159,10 @@ fn as_i64(v: &Value, path: &str) -> Result<i64> {
     }
 }
 
+/// The annotation that marks a policy for rollout: decided normally, never denying
+/// (`metadata.annotations`, so the JWTPolicy spec stays Gloo's).
+pub const DRY_RUN_ANNOTATION: &str = "jwt-policy/dry-run";
+
 /// The kind of proxy the configuration runs in: it decides which selectors can be evaluated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Proxy {
@@ -319,7 +323,7 @@ fn parse_policy(v: &Value, path: &str, index: usize, proxy: Proxy) -> Result<Pol
                 format!("expected \"JWTPolicy\", got {kind:?}"),
             );
         }
-        let (mut name, mut created) = (format!("policies[{index}]"), None);
+        let (mut name, mut created, mut dry_run) = (format!("policies[{index}]"), None, false);
         if let Some((m, mp)) = o.get("metadata") {
             let Value::Object(meta) = m else {
                 return err(&mp, "expected an object");
@@ -337,6 +341,22 @@ fn parse_policy(v: &Value, path: &str, index: usize, proxy: Proxy) -> Result<Pol
                     None => n,
                 };
             }
+            if let Some((a, ap)) = meta
+                .get("annotations")
+                .map(|a| (a, child(&mp, "annotations")))
+                && let Some(mark) = a.get(DRY_RUN_ANNOTATION).filter(|v| !v.is_null())
+            {
+                dry_run = match mark.as_str() {
+                    Some("true") => true,
+                    Some("false") => false,
+                    _ => {
+                        return err(
+                            &format!("{ap}[{DRY_RUN_ANNOTATION:?}]"),
+                            "expected \"true\" or \"false\"",
+                        );
+                    }
+                };
+            }
             if let Some(ts) = field("creationTimestamp")? {
                 created = Some(parse_rfc3339(&ts).ok_or(()).or_else(|()| {
                     err(
@@ -349,7 +369,9 @@ fn parse_policy(v: &Value, path: &str, index: usize, proxy: Proxy) -> Result<Pol
         let Some((spec, sp)) = o.get("spec") else {
             return err(&child(path, "spec"), "required");
         };
-        parse_spec(spec, &sp, name, created, proxy)
+        let mut policy = parse_spec(spec, &sp, name, created, proxy)?;
+        policy.dry_run = dry_run;
+        Ok(policy)
     } else {
         let name = if path.is_empty() {
             "policy".to_owned()
@@ -492,6 +514,7 @@ fn parse_spec(
         required_scopes,
         clear_route_cache,
         bypass_cors_preflight: true,
+        dry_run: false,
         spoofable_headers,
     })
 }

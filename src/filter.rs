@@ -204,6 +204,19 @@ impl Worker {
                 self.metrics.inc(Counter::Allowed);
                 Action::Continue
             }
+            Decision::WouldDeny { status, ops } => {
+                for op in &ops {
+                    if let Err(e) = apply(op) {
+                        warn!("cannot change the request headers ({e:?})");
+                    }
+                }
+                info!(
+                    "{} (dry run) would have denied a request: {status}",
+                    policy.name
+                );
+                self.metrics.inc(Counter::DryRunDenied(status.family()));
+                Action::Continue
+            }
             Decision::Deny {
                 status,
                 www_authenticate,

@@ -9,6 +9,8 @@ use crate::status::Family;
 pub enum Counter {
     Allowed,
     Denied(Family),
+    /// A dry-run policy would have denied (`jwt_policy.dry_run.denied[.<family>]`).
+    DryRunDenied(Family),
     JwksFetchSuccess,
     JwksFetchFailure,
     RequestsPaused,
@@ -32,6 +34,8 @@ pub struct Metrics {
     allowed: Option<u32>,
     denied: Option<u32>,
     denied_by: [Option<u32>; 8],
+    dry_run_denied: Option<u32>,
+    dry_run_denied_by: [Option<u32>; 8],
     fetch_success: Option<u32>,
     fetch_failure: Option<u32>,
     paused: Option<u32>,
@@ -48,6 +52,7 @@ impl Metrics {
         let mut m = Metrics {
             allowed: counter("allowed"),
             denied: counter("denied"),
+            dry_run_denied: counter("dry_run.denied"),
             fetch_success: counter("jwks_fetch_success"),
             fetch_failure: counter("jwks_fetch_failure"),
             paused: counter("requests_paused"),
@@ -57,6 +62,9 @@ impl Metrics {
         };
         for (slot, family) in m.denied_by.iter_mut().zip(FAMILIES) {
             *slot = counter(&format!("denied.{}", family.as_str()));
+        }
+        for (slot, family) in m.dry_run_denied_by.iter_mut().zip(FAMILIES) {
+            *slot = counter(&format!("dry_run.denied.{}", family.as_str()));
         }
         m
     }
@@ -76,6 +84,13 @@ impl Metrics {
                 [
                     self.denied,
                     i.and_then(|i| self.denied_by.get(i).copied().flatten()),
+                ]
+            }
+            Counter::DryRunDenied(family) => {
+                let i = FAMILIES.iter().position(|f| *f == family);
+                [
+                    self.dry_run_denied,
+                    i.and_then(|i| self.dry_run_denied_by.get(i).copied().flatten()),
                 ]
             }
             Counter::JwksFetchSuccess => [self.fetch_success, None],

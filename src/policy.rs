@@ -110,6 +110,10 @@ pub struct Policy {
     pub clear_route_cache: ClearRouteCache,
     /// Copied from `Settings::bypass_cors_preflight`.
     pub bypass_cors_preflight: bool,
+    /// Marked for rollout (`metadata.annotations["jwt-policy/dry-run"]: "true"`): decided
+    /// normally, but a denial lets the request go on unchanged (claim headers still removed),
+    /// counted and logged.
+    pub dry_run: bool,
     /// Headers removed from every governed request before anything else (anti-spoofing, as
     /// `jwt_authn`'s `sanitizeHeaders`): every claim header, whatever its `append`, and every
     /// payload header, lower-case, deduplicated.

@@ -145,6 +145,34 @@ mod tests {
     }
 
     #[test]
+    fn both_renders_carry_the_dry_run_mark_through() {
+        let marked = by_route_name().replace(
+            "  namespace: httpbin\nspec:",
+            "  namespace: httpbin\n  annotations:\n    jwt-policy/dry-run: \"true\"\nspec:",
+        );
+        assert!(marked.contains("jwt-policy/dry-run"));
+        let path = temp("dry-run.yaml", &marked);
+        for (args, pointer) in [
+            (vec!["render", "--istio", &path], "/spec/pluginConfig"),
+            (vec!["render", "--envoy", &path], ""),
+        ] {
+            let (code, out, err) = run_args(&args);
+            assert_eq!(code, 0, "{err}");
+            let doc = to_json(&YamlLoader::load_from_str(&out).unwrap()[0]);
+            let config = if pointer.is_empty() {
+                doc["http_filters"][0]["typed_config"]["config"]["configuration"]["value"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            } else {
+                doc.pointer(pointer).unwrap().to_string()
+            };
+            let compiled = crate::config::parse(config.as_bytes()).unwrap();
+            assert!(compiled.policies[0].dry_run, "{args:?}");
+        }
+    }
+
+    #[test]
     fn render_istio_and_check_refuse_route_label_selectors() {
         let (code, _, err) = run_args(&["render", "--istio", "policies/dev-example.yaml"]);
         assert_eq!(code, 2, "{err}");
