@@ -109,7 +109,8 @@ fn normalize_audience(aud: &str) -> &str {
     aud.strip_suffix('/').unwrap_or(aud)
 }
 
-fn audience_allowed(provider: &Provider, jwt: &Jwt) -> bool {
+/// The provider's `audiences` rule (unset or empty: any).
+pub fn audience_allowed(provider: &Provider, jwt: &Jwt) -> bool {
     match &provider.audiences {
         None => true,
         Some(allowed) if allowed.is_empty() => true,

@@ -55,7 +55,7 @@ pub fn parse_cluster_name(cluster: &str) -> Destination {
     }
 }
 
-fn route_selector_matches(sel: &RouteSelector, info: &mut dyn RouteInfo) -> bool {
+pub fn route_selector_matches(sel: &RouteSelector, info: &mut dyn RouteInfo) -> bool {
     if !sel.labels.is_empty() {
         let Some(labels) = info.route_labels() else {
             return false;
@@ -77,7 +77,7 @@ fn route_selector_matches(sel: &RouteSelector, info: &mut dyn RouteInfo) -> bool
     true
 }
 
-fn destination_selector_matches(sel: &DestinationSelector, info: &mut dyn RouteInfo) -> bool {
+pub fn destination_selector_matches(sel: &DestinationSelector, info: &mut dyn RouteInfo) -> bool {
     let everything = sel.name.is_none()
         && sel.namespace.is_none()
         && sel.port.is_none()

@@ -35,7 +35,8 @@ pub fn verify_signature(jwt: &Jwt, jwks: &Jwks) -> Result<(), Status> {
     })
 }
 
-fn selects(jwt: &Jwt, key: &Key) -> bool {
+/// Whether `key` may verify `jwt` (its `kid` and `alg` allow it).
+pub fn selects(jwt: &Jwt, key: &Key) -> bool {
     if let (Some(token_kid), Some(key_kid)) = (&jwt.kid, &key.kid)
         && token_kid != key_kid
     {

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 
 mod check;
 mod docs;
+mod explain;
 mod flags;
 mod render;
 mod token;
@@ -27,6 +28,16 @@ usage:
       An Envoy http_filters block (the wasm filter, then the router) and a cluster per remote JWKS.
       An https JWKS cluster verifies the server's certificate against --ca-file (default the
       system bundle /etc/ssl/certs/ca-certificates.crt) and its SAN against the URL's host.
+  jwt-policy explain FILE... [--token T] [--header NAME:VALUE]... [--path /p?q] [--method M]
+                     [--host H] [--route-name NAME] [--route-label K=V]... [--route-namespace NS]
+                     [--cluster NAME] [--jwks FILE | --jwks PROVIDER=FILE]... [--fetch]
+                     [--now UNIX_SECONDS] [--json]
+      What the filter would do with this request, step by step, with the filter's own decision:
+      which policy governs and why, each token and where it was found, for each provider the
+      issuer, time, audience, key choice and signature, the rules, then the reply or the headers
+      the upstream sees. --token goes where the governing policy's first provider looks first.
+      Remote keys come from --jwks or, with --fetch, from the provider's URL. Exit 0 when the
+      request would pass, 1 when it would be denied.
   jwt-policy token --key PEM_FILE | --secret TEXT [--alg ALG] [--kid KID] [--exp DURATION]
                    [--claim NAME=VALUE]... [--claims JSON]
       Sign a development token (RS256/384/512, ES256/384, EdDSA, HS256/384/512).
@@ -38,6 +49,7 @@ pub fn run(args: &[String], out: &mut String, err: &mut String) -> i32 {
         Some("check") => check::check(args.get(1..).unwrap_or_default(), out),
         Some("render") => render::render(args.get(1..).unwrap_or_default(), out),
         Some("token") => token::token(args.get(1..).unwrap_or_default(), out),
+        Some("explain") => explain::explain(args.get(1..).unwrap_or_default(), out),
         Some("help" | "--help" | "-h") => {
             out.push_str(USAGE);
             Ok(true)
