@@ -1,10 +1,124 @@
 //! `jwt-policy check`: JWTPolicy resources and WasmPlugin `pluginConfig`s against the filter's
-//! own parser.
+//! own parser, reporting every error of a document, each with its JSON path.
+//!
+//! The parser stops at the first error; to find the next, `check` takes the offending member out
+//! of a copy of the document and parses again (the member's parent when the same path fails
+//! twice, e.g. a required field that is missing), until the copy parses or nothing more can be
+//! taken out. Every error shown is the filter's own message for the document as written.
 
 use std::fmt::Write as _;
 
+use serde_json::Value;
+
 use super::docs::{kind, load, name};
-use crate::config;
+use crate::config::{self, ConfigError, Proxy};
+
+/// At most this many errors per document.
+const MAX_ERRORS: usize = 50;
+
+/// One step of a JSON path as the parser writes it: `a.b`, `a[0]`, `a["k/ey"]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+fn steps(path: &str) -> Option<Vec<Step>> {
+    let mut out = Vec::new();
+    let mut rest = path;
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix('.') {
+            rest = r;
+        }
+        if let Some(r) = rest.strip_prefix("[\"") {
+            let end = r.find("\"]")?;
+            out.push(Step::Key(r.get(..end)?.to_owned()));
+            rest = r.get(end + 2..)?;
+        } else if let Some(r) = rest.strip_prefix('[') {
+            let end = r.find(']')?;
+            out.push(Step::Index(r.get(..end)?.parse().ok()?));
+            rest = r.get(end + 1..)?;
+        } else {
+            let end = rest.find(['.', '[']).unwrap_or(rest.len());
+            out.push(Step::Key(rest.get(..end)?.to_owned()));
+            rest = rest.get(end..)?;
+        }
+    }
+    Some(out)
+}
+
+/// Takes the member at `path` out of `doc`; false when there is none.
+fn remove(doc: &mut Value, path: &[Step]) -> bool {
+    let Some((last, parent)) = path.split_last() else {
+        return false;
+    };
+    let mut node = doc;
+    for step in parent {
+        let next = match (step, node) {
+            (Step::Key(k), Value::Object(m)) => m.get_mut(k),
+            (Step::Index(i), Value::Array(a)) => a.get_mut(*i),
+            _ => None,
+        };
+        let Some(next) = next else {
+            return false;
+        };
+        node = next;
+    }
+    match (last, node) {
+        (Step::Key(k), Value::Object(m)) => m.remove(k).is_some(),
+        (Step::Index(i), Value::Array(a)) if *i < a.len() => {
+            // keep the indices of the following items: replace by an empty object
+            a.get_mut(*i)
+                .map(|v| *v = Value::Object(Default::default()))
+                .is_some()
+        }
+        _ => false,
+    }
+}
+
+/// True when `ancestor` is `path` or contains it.
+fn covers(ancestor: &[Step], path: &[Step]) -> bool {
+    path.starts_with(ancestor)
+}
+
+/// Every error the parser finds in `doc`, in order, each with its path. An error about a member
+/// this search itself changed (a provider left without keys once its `remote` was taken out) is
+/// a consequence of the removal, not of the document: it is not reported.
+fn all_errors(doc: &Value, proxy: Proxy) -> Vec<ConfigError> {
+    let mut copy = doc.clone();
+    let mut errors: Vec<ConfigError> = Vec::new();
+    let mut seen: Vec<String> = Vec::new();
+    let mut removed: Vec<Vec<Step>> = Vec::new();
+    for _ in 0..MAX_ERRORS * 4 {
+        if errors.len() >= MAX_ERRORS {
+            break;
+        }
+        let Err(e) = config::parse_on(copy.to_string().as_bytes(), proxy) else {
+            break;
+        };
+        let Some(mut path) = steps(&e.path) else {
+            break;
+        };
+        let repeated = seen.contains(&e.path);
+        let consequence = removed.iter().any(|r| covers(&path, r));
+        if !repeated && !consequence {
+            errors.push(e.clone());
+        }
+        seen.push(e.path.clone());
+        if repeated {
+            path.pop();
+        }
+        // Drop the member, or its parent when the member cannot be dropped (a missing field).
+        while !path.is_empty() && !remove(&mut copy, &path) {
+            path.pop();
+        }
+        if path.is_empty() {
+            break;
+        }
+        removed.push(path);
+    }
+    errors
+}
 
 pub(crate) fn check(files: &[String], out: &mut String) -> Result<bool, String> {
     if files.is_empty() {
@@ -32,7 +146,7 @@ pub(crate) fn check(files: &[String], out: &mut String) -> Result<bool, String> 
                 _ => continue,
             };
             checked += 1;
-            if let Err(e) = config::parse_on(config.to_string().as_bytes(), proxy) {
+            for e in all_errors(&config, proxy) {
                 let _ = writeln!(
                     out,
                     "{file}: document {} ({what} {}): {e}",
@@ -49,4 +163,66 @@ pub(crate) fn check(files: &[String], out: &mut String) -> Result<bool, String> 
         }
     }
     Ok(ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn paths_split_as_the_parser_writes_them() {
+        assert_eq!(
+            steps("policies[0].spec.config.providers.dev-example.remote.url"),
+            Some(vec![
+                Step::Key("policies".into()),
+                Step::Index(0),
+                Step::Key("spec".into()),
+                Step::Key("config".into()),
+                Step::Key("providers".into()),
+                Step::Key("dev-example".into()),
+                Step::Key("remote".into()),
+                Step::Key("url".into()),
+            ])
+        );
+        assert_eq!(
+            steps(r#"metadata.annotations["jwt-policy/dry-run"]"#),
+            Some(vec![
+                Step::Key("metadata".into()),
+                Step::Key("annotations".into()),
+                Step::Key("jwt-policy/dry-run".into()),
+            ])
+        );
+    }
+
+    #[test]
+    fn every_error_of_a_document_is_reported() {
+        let doc = json!({"policies": [
+            {"config": {"providers": {
+                "a": {"issuerr": "x", "local": {"inline": "not a key"}},
+                "b": {"remote": {"url": "ftp://nope"}},
+                "c": {"remote": {"url": "https://idp/jwks"}, "clockSkewSeconds": "sixty"}},
+             "validationPolicy": "MAYBE"}},
+            {"applyToRoutes": [{"route": {"nme": "r"}}], "config": {}},
+        ], "settings": {"phase": "later"}});
+        let errors: Vec<String> = all_errors(&doc, Proxy::Envoy)
+            .into_iter()
+            .map(|e| e.path)
+            .collect();
+        assert_eq!(
+            errors,
+            [
+                "settings.phase",
+                "policies[0].config.validationPolicy",
+                "policies[0].config.providers.a.issuerr",
+                "policies[0].config.providers.a.local.inline",
+                "policies[0].config.providers.b.remote.url",
+                "policies[0].config.providers.c.clockSkewSeconds",
+                "policies[1].applyToRoutes[0].route.nme",
+                "policies[1].config.providers",
+            ]
+        );
+        let good = json!({"config": {"providers": {"a": {"remote": {"url": "https://idp/jwks"}}}}});
+        assert!(all_errors(&good, Proxy::Envoy).is_empty());
+    }
 }
