@@ -1,11 +1,10 @@
-//! Envoy counters (shown at the admin `/stats` as `wasmcustom.jwt_policy.*`). Defined once per
-//! VM; a counter that cannot be defined is simply not recorded.
-
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::MetricType;
+//! Envoy counters (shown at the admin `/stats` as `wasmcustom.jwt_policy.*`). The core names a
+//! [`Counter`]; the host maps each [`slot`](Counter::slots) to a metric it defined once per VM
+//! (a counter that cannot be defined is simply not recorded).
 
 use crate::status::Family;
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Counter {
     Allowed,
     Denied(Family),
@@ -27,66 +26,55 @@ const FAMILIES: [Family; 8] = [
     Family::Claims,
 ];
 
-#[derive(Default)]
-pub struct Metrics {
-    allowed: Option<u32>,
-    denied: Option<u32>,
-    denied_by: [Option<u32>; 8],
-    fetch_success: Option<u32>,
-    fetch_failure: Option<u32>,
-    paused: Option<u32>,
-    cache_hit: Option<u32>,
-    cache_miss: Option<u32>,
+/// Every counter's name (without the `jwt_policy.` prefix), by slot.
+pub const NAMES: [&str; 15] = [
+    "allowed",
+    "denied",
+    "jwks_fetch_success",
+    "jwks_fetch_failure",
+    "requests_paused",
+    "token_cache_hit",
+    "token_cache_miss",
+    "denied.missing",
+    "denied.malformed",
+    "denied.issuer",
+    "denied.time",
+    "denied.audience",
+    "denied.signature",
+    "denied.jwks",
+    "denied.claims",
+];
+
+impl Counter {
+    /// The slots (indexes into [`NAMES`]) this event increments: a denial counts in `denied`
+    /// and in its family's counter.
+    pub fn slots(self) -> [Option<usize>; 2] {
+        match self {
+            Counter::Allowed => [Some(0), None],
+            Counter::Denied(family) => [
+                Some(1),
+                FAMILIES.iter().position(|f| *f == family).map(|i| 7 + i),
+            ],
+            Counter::JwksFetchSuccess => [Some(2), None],
+            Counter::JwksFetchFailure => [Some(3), None],
+            Counter::RequestsPaused => [Some(4), None],
+            Counter::CacheHit => [Some(5), None],
+            Counter::CacheMiss => [Some(6), None],
+        }
+    }
 }
 
-fn counter(name: &str) -> Option<u32> {
-    hostcalls::define_metric(MetricType::Counter, &format!("jwt_policy.{name}")).ok()
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl Metrics {
-    pub fn define() -> Metrics {
-        let mut m = Metrics {
-            allowed: counter("allowed"),
-            denied: counter("denied"),
-            fetch_success: counter("jwks_fetch_success"),
-            fetch_failure: counter("jwks_fetch_failure"),
-            paused: counter("requests_paused"),
-            cache_hit: counter("token_cache_hit"),
-            cache_miss: counter("token_cache_miss"),
-            ..Metrics::default()
-        };
-        for (slot, family) in m.denied_by.iter_mut().zip(FAMILIES) {
-            *slot = counter(&format!("denied.{}", family.as_str()));
-        }
-        m
-    }
-
-    pub fn inc(&self, c: Counter) {
-        self.add(c, 1);
-    }
-
-    pub fn add(&self, c: Counter, n: u64) {
-        if n == 0 {
-            return;
-        }
-        let ids = match c {
-            Counter::Allowed => [self.allowed, None],
-            Counter::Denied(family) => {
-                let i = FAMILIES.iter().position(|f| *f == family);
-                [
-                    self.denied,
-                    i.and_then(|i| self.denied_by.get(i).copied().flatten()),
-                ]
-            }
-            Counter::JwksFetchSuccess => [self.fetch_success, None],
-            Counter::JwksFetchFailure => [self.fetch_failure, None],
-            Counter::RequestsPaused => [self.paused, None],
-            Counter::CacheHit => [self.cache_hit, None],
-            Counter::CacheMiss => [self.cache_miss, None],
-        };
-        let n = i64::try_from(n).unwrap_or(i64::MAX);
-        for id in ids.into_iter().flatten() {
-            let _ = hostcalls::increment_metric(id, n);
+    #[test]
+    fn every_slot_has_a_name() {
+        assert_eq!(Counter::Denied(Family::Claims).slots(), [Some(1), Some(14)]);
+        assert_eq!(NAMES[14], "denied.claims");
+        for f in FAMILIES {
+            let [_, slot] = Counter::Denied(f).slots();
+            assert_eq!(NAMES[slot.unwrap()], format!("denied.{}", f.as_str()));
         }
     }
 }

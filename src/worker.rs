@@ -1,0 +1,751 @@
+//! One worker (one Envoy worker thread, one wasm VM), host-agnostic: the request flow around
+//! [`authn::decide`] and the remote-JWKS protocol that every worker of the proxy runs over
+//! shared data (records, versions, the fetch lease). Everything it needs from the host goes
+//! through [`Host`]; `filter.rs` implements it with proxy-wasm hostcalls, the simulator
+//! (`sim.rs`, tests only) with N workers, one shared store and a scripted JWKS server.
+//!
+//! Shared data, per source (`Source::shared_key`):
+//! - `<key>`: the [`Record`] (the last good JWKS and the fetch history), written only with a
+//!   compare-and-swap that never replaces a newer generation with an older one;
+//! - `<key>.version`: the record's generation (8 bytes), bumped with a compare-and-swap before
+//!   the record is written, so generations (and key versions) are unique across workers. Workers
+//!   read this small entry to learn whether the record changed (not the record itself, which may
+//!   be 256 KiB);
+//! - `<key>.lease`: `held_until` and the holder's id (8 + 8 bytes): one worker fetches at a time.
+//!
+//! Time comes from [`Host::now_ms`]; when the host cannot tell, a governed request is answered
+//! 500 (nothing is dated from 0) and the tick only answers the paused requests.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use log::{debug, error, info, warn};
+
+use crate::authn::{self, Decision, HeaderOp, Keys, RequestView};
+use crate::extract::Header;
+use crate::jwks_cache::{self, FetchError, Record, Source};
+use crate::jwt_cache::TokenCache;
+use crate::metrics::Counter;
+use crate::policy::{Config, KeySource};
+use crate::select::{self, RouteInfo};
+use crate::status::Status;
+
+/// Tick while requests wait or fetches run (deadline sweep, polling other workers' fetches).
+pub const BUSY_TICK_MS: u64 = 20;
+/// Tick otherwise, when remote keys exist (background refresh, adopting other workers' keys).
+pub const IDLE_TICK_MS: u64 = 1_000;
+/// The shared counter that gives each worker its lease-holder id.
+const WORKER_IDS_KEY: &str = "jwt_policy_filter.worker_ids";
+
+/// A shared-data write that did not happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetError {
+    /// The value changed since it was read (its cas differs).
+    CasMismatch,
+    Other,
+}
+
+/// A shared-data entry as read: its value and cas (`None` for both: no such entry).
+pub type Shared = (Option<Vec<u8>>, Option<u32>);
+
+/// The host could not read shared data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unreadable;
+
+/// What the worker needs from the host. Per-request calls act on the current request: the one
+/// whose callback runs, or the paused one [`Host::enter`] selected.
+pub trait Host {
+    /// Wall-clock milliseconds since the epoch; `None` when the host cannot tell.
+    fn now_ms(&mut self) -> Option<u64>;
+    /// A shared-data entry and its cas (`None`, `None`: no such entry).
+    fn get_shared(&mut self, key: &str) -> Result<Shared, Unreadable>;
+    /// Writes an entry: with `cas`, only if the entry's cas still is that (Envoy's semantics:
+    /// `None` always writes).
+    fn set_shared(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SetError>;
+    /// Starts an HTTP callout; its token, or why not.
+    fn dispatch(
+        &mut self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        timeout_ms: u64,
+    ) -> Result<u32, String>;
+    /// In a callout response callback: the `:status` header.
+    fn callout_status(&mut self) -> Option<Vec<u8>>;
+    /// In a callout response callback: the body (`size` bytes).
+    fn callout_body(&mut self, size: usize) -> Option<Vec<u8>>;
+    /// The tick period (0: no tick); false when the host refused.
+    fn set_tick(&mut self, ms: u64) -> bool;
+    /// Makes a paused request the current one; false when it is gone.
+    fn enter(&mut self, context_id: u32) -> bool;
+    /// Lets the current (paused) request go on.
+    fn resume(&mut self) -> bool;
+    fn request_headers(&mut self) -> Option<Vec<Header>>;
+    /// A property of the current request (`xds.route_name`, …).
+    fn property(&mut self, path: &[&str]) -> Option<Vec<u8>>;
+    fn apply(&mut self, op: &HeaderOp) -> bool;
+    fn clear_route_cache(&mut self);
+    /// Answers the current request locally.
+    fn reply(&mut self, status: u32, headers: &[(&str, &str)], body: &str) -> bool;
+    fn count(&mut self, counter: Counter, n: u64);
+}
+
+/// What the host does with the request after a callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Pause,
+}
+
+/// A request paused until its providers' keys are ready.
+#[derive(Debug)]
+pub struct Waiter {
+    pub context_id: u32,
+    pub sources: Vec<usize>,
+    pub deadline_ms: u64,
+}
+
+/// Everything one worker knows, shared by its root and HTTP contexts.
+pub struct Worker {
+    config: Rc<Config>,
+    /// Remote JWKS sources: one per distinct (cluster, URL, timeout, cache duration, mode).
+    pub sources: Vec<Source>,
+    /// `source_of[policy][provider]`: the provider's source (`None`: local keys).
+    source_of: Vec<Vec<Option<usize>>>,
+    pub waiters: Vec<Waiter>,
+    /// Callouts in flight: (token, source).
+    pub callouts: Vec<(u32, usize)>,
+    tick_ms: u64,
+    /// Verified tokens (bounded).
+    cache: TokenCache,
+    /// The latest time the host told (the clock never goes back for this worker).
+    last_now: Option<u64>,
+    /// This worker's lease-holder id (unique across the workers that share data).
+    id: u64,
+}
+
+impl Worker {
+    pub fn new(config: Config) -> Worker {
+        let mut sources: Vec<Source> = Vec::new();
+        let settings = &config.settings;
+        let source_of = config
+            .policies
+            .iter()
+            .map(|p| {
+                p.providers
+                    .iter()
+                    .map(|pr| match &pr.keys {
+                        KeySource::Local(_) => None,
+                        KeySource::Remote(r) => {
+                            Some(sources.iter().position(|s| s.serves(r)).unwrap_or_else(|| {
+                                sources.push(Source::new(
+                                    r.clone(),
+                                    settings.limits.max_jwks_bytes,
+                                    settings.max_stale_ms,
+                                ));
+                                sources.len() - 1
+                            }))
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let cache = TokenCache::new(settings.limits.max_cached_tokens);
+        Worker {
+            config: Rc::new(config),
+            sources,
+            source_of,
+            waiters: Vec::new(),
+            callouts: Vec::new(),
+            tick_ms: 0,
+            cache,
+            last_now: None,
+            id: 0,
+        }
+    }
+
+    /// After configuration: takes a worker id, creates the lease entries, starts the tick.
+    pub fn start(&mut self, host: &mut impl Host) {
+        self.id = take_worker_id(host).unwrap_or_else(|| host.now_ms().unwrap_or(1));
+        for s in &self.sources {
+            let key = &s.lease_key;
+            if let Ok((None, _)) = host.get_shared(key) {
+                let _ = host.set_shared(key, &encode_lease(0, 0), None);
+            }
+        }
+        let eager = self.sources.iter().any(|s| s.remote.async_fetch);
+        self.set_tick(
+            host,
+            if eager {
+                1
+            } else if self.sources.is_empty() {
+                0
+            } else {
+                IDLE_TICK_MS
+            },
+        );
+    }
+
+    pub fn policies(&self) -> usize {
+        self.config.policies.len()
+    }
+
+    /// The host's time, never earlier than a time it told before; `None` when it cannot tell.
+    fn now(&mut self, host: &mut impl Host) -> Option<u64> {
+        let now = host.now_ms()?.max(self.last_now.unwrap_or(0));
+        self.last_now = Some(now);
+        Some(now)
+    }
+
+    fn set_tick(&mut self, host: &mut impl Host, ms: u64) {
+        if self.tick_ms != ms && host.set_tick(ms) {
+            self.tick_ms = ms;
+        }
+    }
+
+    /// Adopts what another worker published for this source, if it is newer: reads the small
+    /// version entry, and the record only when that moved. Returns whether it adopted.
+    fn sync(&mut self, host: &mut impl Host, si: usize) -> bool {
+        let Some(source) = self.sources.get_mut(si) else {
+            return false;
+        };
+        let published = match host.get_shared(&source.version_key) {
+            Ok((Some(bytes), _)) => Record::generation_of(&bytes).unwrap_or(0),
+            _ => return false,
+        };
+        if published <= source.record.generation {
+            return false;
+        }
+        match host.get_shared(&source.shared_key) {
+            Ok((Some(bytes), _)) => Record::decode(&bytes).is_some_and(|r| source.adopt(r)),
+            _ => false,
+        }
+    }
+
+    /// A new request (its headers arrived).
+    pub fn on_request(&mut self, host: &mut impl Host, context_id: u32) -> Flow {
+        self.process(host, context_id, false, None)
+    }
+
+    /// Decides the current request; `Continue` lets it go on. `give_up`: keys still pending
+    /// count as a failed fetch (a waiter past its deadline). `deadline`: the request already
+    /// waited with this deadline (waiting again never moves it later).
+    fn process(
+        &mut self,
+        host: &mut impl Host,
+        context_id: u32,
+        give_up: bool,
+        deadline: Option<u64>,
+    ) -> Flow {
+        let config = Rc::clone(&self.config);
+        let governing = {
+            let mut route = HostRoute::new(host, &config.settings.route_labels_namespace);
+            select::governing(&config, &mut route)
+        };
+        let Some((pi, policy)) = governing.and_then(|pi| config.policies.get(pi).map(|p| (pi, p)))
+        else {
+            return Flow::Continue;
+        };
+        let Some(headers) = host.request_headers() else {
+            error!("cannot read the request headers");
+            return reply(host, 500, None, "jwt policy filter cannot read the request");
+        };
+        let Some(now) = self.now(host) else {
+            // Fail closed: without the time neither `exp`/`nbf` nor the keys' freshness can be
+            // checked. A host fault, not the client's: 500, not a 401 that blames the token.
+            error!("cannot read the clock: request refused");
+            return reply(host, 500, None, "jwt policy filter cannot read the clock");
+        };
+        let routes = self.source_of.get(pi).cloned().unwrap_or_default();
+        let view = RequestView { headers: &headers };
+        let mut decision = self.decide(policy, &routes, &view, now, give_up);
+        // Not allowed with remote keys involved: another worker may hold newer keys (a rotated
+        // kid, keys after an outage). One small read per source tells; decide again if so.
+        if !matches!(decision, Decision::Allow { .. }) {
+            let mut adopted = false;
+            for si in routes.iter().flatten() {
+                adopted |= self.sync(host, *si);
+            }
+            if adopted {
+                decision = self.decide(policy, &routes, &view, now, give_up);
+            }
+        }
+        let (hits, misses) = self.cache.take_counts();
+        host.count(Counter::CacheHit, hits);
+        host.count(Counter::CacheMiss, misses);
+        match decision {
+            Decision::Allow {
+                ops,
+                clear_route_cache,
+            } => {
+                for op in &ops {
+                    if !host.apply(op) {
+                        warn!("cannot change the request headers");
+                    }
+                }
+                if clear_route_cache {
+                    host.clear_route_cache();
+                }
+                host.count(Counter::Allowed, 1);
+                Flow::Continue
+            }
+            Decision::Deny {
+                status,
+                www_authenticate,
+            } => {
+                debug!("{} denied a request: {status}", policy.name);
+                host.count(Counter::Denied(status.family()), 1);
+                reply(
+                    host,
+                    status.http_code(),
+                    Some(&www_authenticate),
+                    status.as_str(),
+                )
+            }
+            Decision::WaitForKeys(providers) => {
+                let waiting: Vec<usize> = providers
+                    .iter()
+                    .filter_map(|i| routes.get(*i).copied().flatten())
+                    .collect();
+                let mut timeout = 0;
+                for si in &waiting {
+                    if let Some(s) = self.sources.get_mut(*si) {
+                        s.wanted = true;
+                        timeout = timeout.max(s.remote.timeout_ms);
+                    }
+                }
+                let deadline_ms = now
+                    .saturating_add(timeout)
+                    .saturating_add(jwks_cache::DEADLINE_MARGIN_MS)
+                    .min(deadline.unwrap_or(u64::MAX));
+                self.waiters.retain(|w| w.context_id != context_id);
+                self.waiters.push(Waiter {
+                    context_id,
+                    sources: waiting,
+                    deadline_ms,
+                });
+                host.count(Counter::RequestsPaused, 1);
+                self.set_tick(host, 1);
+                Flow::Pause
+            }
+        }
+    }
+
+    fn decide(
+        &mut self,
+        policy: &crate::policy::Policy,
+        routes: &[Option<usize>],
+        view: &RequestView<'_>,
+        now: u64,
+        give_up: bool,
+    ) -> Decision {
+        let sources = &self.sources;
+        let keys =
+            |i: usize| match (
+                policy.providers.get(i).map(|p| &p.keys),
+                routes.get(i).copied().flatten(),
+            ) {
+                (Some(KeySource::Local(jwks)), _) => Keys::local(jwks),
+                (_, Some(si)) => sources
+                    .get(si)
+                    .map_or(Keys::Failed(Status::JwksFetchFail), |s| {
+                        match s.state(now) {
+                            Keys::Pending if give_up => Keys::Failed(Status::JwksFetchFail),
+                            Keys::Ready { jwks, version, .. } if give_up => Keys::Ready {
+                                jwks,
+                                version,
+                                may_refetch: false,
+                            },
+                            keys => keys,
+                        }
+                    }),
+                _ => Keys::Failed(Status::JwksFetchFail),
+            };
+        authn::decide(policy, view, now / 1000, &keys, &mut self.cache)
+    }
+
+    /// The tick: adopt other workers' records, give up overdue fetches, start due ones, answer
+    /// the paused requests that can be answered.
+    pub fn on_tick(&mut self, host: &mut impl Host) {
+        for si in 0..self.sources.len() {
+            self.sync(host, si);
+        }
+        let Some(now) = self.now(host) else {
+            // No time: nothing can be dated; every paused request is answered (500) now
+            // rather than kept past a deadline nobody can check.
+            self.resume_waiters(host, None);
+            return;
+        };
+        for si in 0..self.sources.len() {
+            self.tick_source(host, si, now);
+        }
+        self.resume_waiters(host, Some(now));
+    }
+
+    fn tick_source(&mut self, host: &mut impl Host, si: usize, now: u64) {
+        let Some(source) = self.sources.get_mut(si) else {
+            return;
+        };
+        if source.expire_in_flight(now) {
+            warn!("JWKS fetch from {} timed out", source.remote.url);
+            // A late answer, if the host ever sends one, is ignored.
+            self.callouts.retain(|(_, s)| *s != si);
+            host.count(Counter::JwksFetchFailure, 1);
+            self.publish(host, si);
+        }
+        let Some(source) = self.sources.get(si) else {
+            return;
+        };
+        if !source.should_fetch(now) || !take_lease(host, source, self.id, now) {
+            return;
+        }
+        // Another worker may have published between our look and the lease: look again.
+        if self.sync(host, si) && self.sources.get(si).is_some_and(|s| !s.should_fetch(now)) {
+            if let Some(source) = self.sources.get(si) {
+                release_lease(host, source, self.id);
+            }
+            return;
+        }
+        let Some(source) = self.sources.get_mut(si) else {
+            return;
+        };
+        let r = &source.remote;
+        let headers = [
+            (":method", "GET"),
+            (":path", r.path.as_str()),
+            (":authority", r.authority.as_str()),
+            ("accept", "application/json"),
+        ];
+        match host.dispatch(&r.cluster, &headers, r.timeout_ms.max(1)) {
+            Ok(token) => {
+                debug!("fetching JWKS {} from cluster {}", r.url, r.cluster);
+                source.fetch_started(now);
+                self.callouts.push((token, si));
+            }
+            Err(e) => {
+                warn!(
+                    "cannot fetch JWKS {} from cluster {} ({e}): is the cluster defined?",
+                    r.url, r.cluster
+                );
+                let failed = source.fetch_done(now, Err(FetchError::NoResponse)).is_err();
+                if failed {
+                    host.count(Counter::JwksFetchFailure, 1);
+                }
+                self.publish(host, si);
+            }
+        }
+    }
+
+    /// Shares this worker's record of a source (after a fetch ended) and releases the lease.
+    pub(crate) fn publish(&mut self, host: &mut impl Host, si: usize) {
+        let id = self.id;
+        let Some(source) = self.sources.get_mut(si) else {
+            return;
+        };
+        // A generation no other worker has: bump the version entry with a compare-and-swap.
+        let vkey = source.version_key.clone();
+        for _ in 0..8 {
+            let Ok((bytes, cas)) = host.get_shared(&vkey) else {
+                break;
+            };
+            let published = bytes
+                .as_deref()
+                .and_then(Record::generation_of)
+                .unwrap_or(0);
+            source.renumber(published);
+            match host.set_shared(&vkey, &source.record.generation.to_le_bytes(), cas) {
+                Err(SetError::CasMismatch) => continue,
+                _ => break,
+            }
+        }
+        // The record itself: never over a newer generation.
+        let encoded = source.record.encode();
+        for _ in 0..8 {
+            let Ok((bytes, cas)) = host.get_shared(&source.shared_key) else {
+                break;
+            };
+            if bytes
+                .as_deref()
+                .and_then(Record::generation_of)
+                .is_some_and(|g| g >= source.record.generation)
+            {
+                break;
+            }
+            match host.set_shared(&source.shared_key, &encoded, cas) {
+                Err(SetError::CasMismatch) => continue,
+                _ => break,
+            }
+        }
+        release_lease(host, source, id);
+    }
+
+    /// A callout ended (`num_headers == 0`: no response: timeout, reset, no such cluster).
+    pub fn on_fetch_response(
+        &mut self,
+        host: &mut impl Host,
+        token: u32,
+        num_headers: usize,
+        body_size: usize,
+    ) {
+        let Some(pos) = self.callouts.iter().position(|(t, _)| *t == token) else {
+            return;
+        };
+        let (_, si) = self.callouts.swap_remove(pos);
+        // Without the clock, the result is dated by the latest time known (never 0: a fetch
+        // was only started with a time); keys look older than they are, never younger.
+        let now = self.now(host).or(self.last_now);
+        let Some((source, now)) = self.sources.get_mut(si).zip(now) else {
+            return;
+        };
+        let result = read_jwks_response(host, num_headers, body_size, source.max_body);
+        match source.fetch_done(now, result) {
+            Ok(_) => {
+                info!("fetched JWKS {}", source.remote.url);
+                host.count(Counter::JwksFetchSuccess, 1);
+            }
+            Err(e) => {
+                warn!("JWKS fetch from {} failed: {e}", source.remote.url);
+                host.count(Counter::JwksFetchFailure, 1);
+            }
+        }
+        self.publish(host, si);
+        let now = self.now(host);
+        self.resume_waiters(host, now);
+    }
+
+    /// Whether a waiter's keys are settled: none pending, none wanted with a fetch to come.
+    fn settled(&self, w: &Waiter, now: u64) -> bool {
+        w.sources.iter().all(|si| {
+            self.sources.get(*si).is_some_and(|s| {
+                !matches!(s.state(now), Keys::Pending)
+                    && (!s.wanted || s.in_flight_until.is_none() && !s.should_fetch(now))
+            })
+        })
+    }
+
+    /// Answers every waiting request whose keys are settled, or whose deadline passed (every
+    /// one when the time is unknown).
+    fn resume_waiters(&mut self, host: &mut impl Host, now: Option<u64>) {
+        let waiters = std::mem::take(&mut self.waiters);
+        for w in waiters {
+            let (settled, due) = match now {
+                Some(now) => (self.settled(&w, now), now >= w.deadline_ms),
+                None => (false, true),
+            };
+            if !settled && !due {
+                self.waiters.push(w);
+                continue;
+            }
+            if !host.enter(w.context_id) {
+                continue; // the request is gone
+            }
+            let flow = self.process(host, w.context_id, !settled, Some(w.deadline_ms));
+            if flow == Flow::Continue && !host.resume() {
+                warn!("cannot resume a request");
+            }
+        }
+        let busy = !self.waiters.is_empty() || !self.callouts.is_empty();
+        let tick = if busy {
+            BUSY_TICK_MS
+        } else if self.sources.is_empty() {
+            0
+        } else {
+            IDLE_TICK_MS
+        };
+        self.set_tick(host, tick);
+    }
+
+    /// The request ended (answered, or the client went away).
+    pub fn forget(&mut self, context_id: u32) {
+        self.waiters.retain(|w| w.context_id != context_id);
+    }
+}
+
+fn encode_lease(until: u64, holder: u64) -> Vec<u8> {
+    let mut v = until.to_le_bytes().to_vec();
+    v.extend(holder.to_le_bytes());
+    v
+}
+
+fn decode_lease(bytes: &[u8]) -> (u64, u64) {
+    let u64_at = |i: usize| {
+        bytes
+            .get(i..i + 8)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u64::from_le_bytes)
+    };
+    (u64_at(0), u64_at(8))
+}
+
+/// A number no other worker sharing this data got (a compare-and-swap counter).
+fn take_worker_id(host: &mut impl Host) -> Option<u64> {
+    for _ in 0..16 {
+        let (bytes, cas) = host.get_shared(WORKER_IDS_KEY).ok()?;
+        if cas.is_none() {
+            // No counter yet: create it, then take a number with a compare-and-swap.
+            host.set_shared(WORKER_IDS_KEY, &0u64.to_le_bytes(), None)
+                .ok()?;
+            continue;
+        }
+        let next = bytes
+            .as_deref()
+            .and_then(Record::generation_of)
+            .unwrap_or(0)
+            .saturating_add(1);
+        match host.set_shared(WORKER_IDS_KEY, &next.to_le_bytes(), cas) {
+            Ok(()) => return Some(next),
+            Err(SetError::CasMismatch) => continue,
+            Err(SetError::Other) => return None,
+        }
+    }
+    None
+}
+
+/// Takes the cross-worker lease on a source's fetch (until its timeout plus the margin).
+fn take_lease(host: &mut impl Host, source: &Source, id: u64, now: u64) -> bool {
+    let key = &source.lease_key;
+    let Ok((value, cas)) = host.get_shared(key) else {
+        return false;
+    };
+    if cas.is_none() {
+        // No entry (it is created at start): create a free one, take it next time.
+        let _ = host.set_shared(key, &encode_lease(0, 0), None);
+        return false;
+    }
+    let (held_until, _) = value.as_deref().map_or((0, 0), decode_lease);
+    if held_until > now {
+        return false;
+    }
+    let until = now
+        .saturating_add(source.remote.timeout_ms)
+        .saturating_add(jwks_cache::DEADLINE_MARGIN_MS);
+    host.set_shared(key, &encode_lease(until, id), cas).is_ok()
+}
+
+/// Frees the lease if this worker still holds it.
+fn release_lease(host: &mut impl Host, source: &Source, id: u64) {
+    let key = &source.lease_key;
+    if let Ok((Some(value), cas)) = host.get_shared(key)
+        && decode_lease(&value).1 == id
+    {
+        let _ = host.set_shared(key, &encode_lease(0, 0), cas);
+    }
+}
+
+/// The body of a JWKS callout response, or why there is none.
+fn read_jwks_response(
+    host: &mut impl Host,
+    num_headers: usize,
+    body_size: usize,
+    max_body: usize,
+) -> Result<Vec<u8>, FetchError> {
+    if num_headers == 0 {
+        return Err(FetchError::NoResponse);
+    }
+    let status = host.callout_status().unwrap_or_default();
+    if status != b"200" {
+        return Err(FetchError::Status(
+            String::from_utf8_lossy(&status).into_owned(),
+        ));
+    }
+    if body_size > max_body {
+        return Err(FetchError::TooLarge(body_size));
+    }
+    host.callout_body(body_size).ok_or(FetchError::NoResponse)
+}
+
+fn reply(host: &mut impl Host, status: u32, www_authenticate: Option<&str>, body: &str) -> Flow {
+    let mut headers = vec![("content-type", "text/plain")];
+    if let Some(value) = www_authenticate {
+        headers.push(("www-authenticate", value));
+    }
+    if !host.reply(status, &headers, body) {
+        warn!("cannot send the local reply");
+    }
+    Flow::Pause
+}
+
+/// The request's route and upstream, each property read from the host at most once.
+struct HostRoute<'h, 'n, H: Host> {
+    host: &'h mut H,
+    ns: &'n str,
+    labels: Option<Option<BTreeMap<String, String>>>,
+    namespace: Option<Option<String>>,
+    name: Option<Option<String>>,
+    cluster: Option<Option<String>>,
+}
+
+impl<'h, 'n, H: Host> HostRoute<'h, 'n, H> {
+    fn new(host: &'h mut H, ns: &'n str) -> Self {
+        HostRoute {
+            host,
+            ns,
+            labels: None,
+            namespace: None,
+            name: None,
+            cluster: None,
+        }
+    }
+
+    fn string(&mut self, path: &[&str]) -> Option<String> {
+        self.host
+            .property(path)
+            .and_then(|b| String::from_utf8(b).ok())
+    }
+}
+
+impl<H: Host> RouteInfo for HostRoute<'_, '_, H> {
+    fn route_labels(&mut self) -> Option<&BTreeMap<String, String>> {
+        if self.labels.is_none() {
+            let path = [
+                "xds",
+                "route_metadata",
+                "filter_metadata",
+                self.ns,
+                "labels",
+            ];
+            let labels = self
+                .host
+                .property(&path)
+                .and_then(|b| select::decode_pairs(&b));
+            self.labels = Some(labels);
+        }
+        self.labels.as_ref().and_then(Option::as_ref)
+    }
+
+    fn route_namespace(&mut self) -> Option<&str> {
+        if self.namespace.is_none() {
+            let ns = self.ns;
+            let value = self.string(&["xds", "route_metadata", "filter_metadata", ns, "namespace"]);
+            self.namespace = Some(value);
+        }
+        self.namespace.as_ref().and_then(Option::as_deref)
+    }
+
+    fn route_name(&mut self) -> Option<&str> {
+        if self.name.is_none() {
+            let value = self.string(&["xds", "route_name"]);
+            self.name = Some(value);
+        }
+        self.name.as_ref().and_then(Option::as_deref)
+    }
+
+    fn cluster_name(&mut self) -> Option<&str> {
+        if self.cluster.is_none() {
+            let value = self.string(&["xds", "cluster_name"]);
+            self.cluster = Some(value);
+        }
+        self.cluster.as_ref().and_then(Option::as_deref)
+    }
+
+    fn local_service(&mut self) -> Option<(String, String)> {
+        let namespace = self.string(&["xds", "node", "metadata", "NAMESPACE"])?;
+        let labels = self
+            .host
+            .property(&["xds", "node", "metadata", "LABELS"])
+            .and_then(|b| select::decode_pairs(&b))?;
+        let name = labels
+            .get("service.istio.io/canonical-name")
+            .or_else(|| labels.get("app"))?;
+        Some((name.clone(), namespace))
+    }
+}
