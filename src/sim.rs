@@ -1647,8 +1647,8 @@ fn sim_a_worker_behind_on_keys_looks_before_denying() {
         (1_000, Ev::Arrive(1, Tok::Key(0), 0)),
         (3_000, Ev::AddKey), // k1: the refresh due at 4.5 s brings it
     ];
-    for t in (4_400..6_500).step_by(20) {
-        events.push((t, Ev::Arrive((t / 20) as usize % 2, Tok::Key(1), 0)));
+    for t in (4_400..6_500).step_by(3) {
+        events.push((t, Ev::Arrive((t / 3) as usize % 2, Tok::Key(1), 0)));
     }
     let sim = scripted(&setup, events, 7_000);
     sim.assert_clean("behind");
