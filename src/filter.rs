@@ -15,8 +15,9 @@ use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, Metr
 use crate::authn::HeaderOp;
 use crate::config;
 use crate::extract::Header;
+use crate::host::{Flow, Host, SetError, Shared, Unreadable};
 use crate::metrics::{self, Counter};
-use crate::worker::{Flow, Host, SetError, Shared, Unreadable, Worker};
+use crate::worker::Worker;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Trace);

@@ -1,100 +1,34 @@
 //! One worker (one Envoy worker thread, one wasm VM), host-agnostic: the request flow around
-//! [`authn::decide`] and the remote-JWKS protocol that every worker of the proxy runs over
-//! shared data (records, versions, the fetch lease). Everything it needs from the host goes
-//! through [`Host`]; `filter.rs` implements it with proxy-wasm hostcalls, the simulator
-//! (`sim.rs`, tests only) with N workers, one shared store and a scripted JWKS server.
+//! [`authn::decide`] (gather the view, decide, apply; park the requests that wait for keys and
+//! answer them by their deadline) and the fetch cycle of each remote source (tick: adopt, give
+//! up overdue fetches, take the lease, dispatch; response: apply, publish, resume). The
+//! shared-data protocol is `shared.rs`; everything from the host goes through [`Host`]
+//! (`host.rs`): `filter.rs` implements it with proxy-wasm hostcalls, the simulator (`sim/`,
+//! tests only) with N workers, one store and a scripted JWKS server.
 //!
-//! Shared data, per source (`Source::shared_key`):
-//! - `<key>`: the [`Record`] (the last good JWKS and the fetch history), written only with a
-//!   compare-and-swap that never replaces a newer generation with an older one;
-//! - `<key>.version`: the record's generation (8 bytes), bumped with a compare-and-swap before
-//!   the record is written, so generations (and key versions) are unique across workers. Workers
-//!   read this small entry to learn whether the record changed (not the record itself, which may
-//!   be 256 KiB);
-//! - `<key>.lease`: `held_until` and the holder's id (8 + 8 bytes): one worker fetches at a time.
-//!
-//! Time comes from [`Host::now_ms`]; when the host cannot tell, a governed request is answered
-//! 500 (nothing is dated from 0) and the tick only answers the paused requests.
+//! Time comes from [`Host::now_ms`], never earlier than a time it told before; when the host
+//! cannot tell, a governed request is answered 500 (nothing is dated from 0) and the tick only
+//! answers the paused requests.
 
-use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use log::{debug, error, info, warn};
 
-use crate::authn::{self, Decision, HeaderOp, Keys, RequestView};
-use crate::extract::Header;
-use crate::jwks_cache::{self, FetchError, Record, Source};
+use crate::authn::{self, Decision, Keys, RequestView};
+use crate::host::HostRoute;
+pub use crate::host::{Flow, Host};
+use crate::jwks_cache::{self, FetchError, Source};
 use crate::jwt_cache::TokenCache;
 use crate::metrics::Counter;
 use crate::policy::{Config, KeySource};
-use crate::select::{self, RouteInfo};
+use crate::select;
+use crate::shared::{self, release_lease, take_lease, take_worker_id};
 use crate::status::Status;
 
 /// Tick while requests wait or fetches run (deadline sweep, polling other workers' fetches).
 pub const BUSY_TICK_MS: u64 = 20;
 /// Tick otherwise, when remote keys exist (background refresh, adopting other workers' keys).
 pub const IDLE_TICK_MS: u64 = 1_000;
-/// The shared counter that gives each worker its lease-holder id.
-const WORKER_IDS_KEY: &str = "jwt_policy_filter.worker_ids";
-
-/// A shared-data write that did not happen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SetError {
-    /// The value changed since it was read (its cas differs).
-    CasMismatch,
-    Other,
-}
-
-/// A shared-data entry as read: its value and cas (`None` for both: no such entry).
-pub type Shared = (Option<Vec<u8>>, Option<u32>);
-
-/// The host could not read shared data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Unreadable;
-
-/// What the worker needs from the host. Per-request calls act on the current request: the one
-/// whose callback runs, or the paused one [`Host::enter`] selected.
-pub trait Host {
-    /// Wall-clock milliseconds since the epoch; `None` when the host cannot tell.
-    fn now_ms(&mut self) -> Option<u64>;
-    /// A shared-data entry and its cas (`None`, `None`: no such entry).
-    fn get_shared(&mut self, key: &str) -> Result<Shared, Unreadable>;
-    /// Writes an entry: with `cas`, only if the entry's cas still is that (Envoy's semantics:
-    /// `None` always writes).
-    fn set_shared(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SetError>;
-    /// Starts an HTTP callout; its token, or why not.
-    fn dispatch(
-        &mut self,
-        cluster: &str,
-        headers: &[(&str, &str)],
-        timeout_ms: u64,
-    ) -> Result<u32, String>;
-    /// In a callout response callback: the `:status` header.
-    fn callout_status(&mut self) -> Option<Vec<u8>>;
-    /// In a callout response callback: the body (`size` bytes).
-    fn callout_body(&mut self, size: usize) -> Option<Vec<u8>>;
-    /// The tick period (0: no tick); false when the host refused.
-    fn set_tick(&mut self, ms: u64) -> bool;
-    /// Makes a paused request the current one; false when it is gone.
-    fn enter(&mut self, context_id: u32) -> bool;
-    /// Lets the current (paused) request go on.
-    fn resume(&mut self) -> bool;
-    fn request_headers(&mut self) -> Option<Vec<Header>>;
-    /// A property of the current request (`xds.route_name`, …).
-    fn property(&mut self, path: &[&str]) -> Option<Vec<u8>>;
-    fn apply(&mut self, op: &HeaderOp) -> bool;
-    fn clear_route_cache(&mut self);
-    /// Answers the current request locally.
-    fn reply(&mut self, status: u32, headers: &[(&str, &str)], body: &str) -> bool;
-    fn count(&mut self, counter: Counter, n: u64);
-}
-
-/// What the host does with the request after a callback.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flow {
-    Continue,
-    Pause,
-}
 
 /// A request paused until its providers' keys are ready.
 #[derive(Debug)]
@@ -169,7 +103,7 @@ impl Worker {
         for s in &self.sources {
             let key = &s.lease_key;
             if let Ok((None, _)) = host.get_shared(key) {
-                let _ = host.set_shared(key, &encode_lease(0, 0), None);
+                let _ = host.set_shared(key, &shared::encode_lease(0, 0), None);
             }
         }
         let eager = self.sources.iter().any(|s| s.remote.async_fetch);
@@ -202,23 +136,11 @@ impl Worker {
         }
     }
 
-    /// Adopts what another worker published for this source, if it is newer: reads the small
-    /// version entry, and the record only when that moved. Returns whether it adopted.
+    /// Adopts what another worker published for this source, if newer (see `shared.rs`).
     fn sync(&mut self, host: &mut impl Host, si: usize) -> bool {
-        let Some(source) = self.sources.get_mut(si) else {
-            return false;
-        };
-        let published = match host.get_shared(&source.version_key) {
-            Ok((Some(bytes), _)) => Record::generation_of(&bytes).unwrap_or(0),
-            _ => return false,
-        };
-        if published <= source.record.generation {
-            return false;
-        }
-        match host.get_shared(&source.shared_key) {
-            Ok((Some(bytes), _)) => Record::decode(&bytes).is_some_and(|r| source.adopt(r)),
-            _ => false,
-        }
+        self.sources
+            .get_mut(si)
+            .is_some_and(|source| shared::sync(host, source))
     }
 
     /// A new request (its headers arrived).
@@ -437,45 +359,9 @@ impl Worker {
 
     /// Shares this worker's record of a source (after a fetch ended) and releases the lease.
     pub(crate) fn publish(&mut self, host: &mut impl Host, si: usize) {
-        let id = self.id;
-        let Some(source) = self.sources.get_mut(si) else {
-            return;
-        };
-        // A generation no other worker has: bump the version entry with a compare-and-swap.
-        let vkey = source.version_key.clone();
-        for _ in 0..8 {
-            let Ok((bytes, cas)) = host.get_shared(&vkey) else {
-                break;
-            };
-            let published = bytes
-                .as_deref()
-                .and_then(Record::generation_of)
-                .unwrap_or(0);
-            source.renumber(published);
-            match host.set_shared(&vkey, &source.record.generation.to_le_bytes(), cas) {
-                Err(SetError::CasMismatch) => continue,
-                _ => break,
-            }
+        if let Some(source) = self.sources.get_mut(si) {
+            shared::publish(host, source, self.id);
         }
-        // The record itself: never over a newer generation.
-        let encoded = source.record.encode();
-        for _ in 0..8 {
-            let Ok((bytes, cas)) = host.get_shared(&source.shared_key) else {
-                break;
-            };
-            if bytes
-                .as_deref()
-                .and_then(Record::generation_of)
-                .is_some_and(|g| g >= source.record.generation)
-            {
-                break;
-            }
-            match host.set_shared(&source.shared_key, &encoded, cas) {
-                Err(SetError::CasMismatch) => continue,
-                _ => break,
-            }
-        }
-        release_lease(host, source, id);
     }
 
     /// A callout ended (`num_headers == 0`: no response: timeout, reset, no such cluster).
@@ -560,77 +446,6 @@ impl Worker {
     }
 }
 
-fn encode_lease(until: u64, holder: u64) -> Vec<u8> {
-    let mut v = until.to_le_bytes().to_vec();
-    v.extend(holder.to_le_bytes());
-    v
-}
-
-fn decode_lease(bytes: &[u8]) -> (u64, u64) {
-    let u64_at = |i: usize| {
-        bytes
-            .get(i..i + 8)
-            .and_then(|b| b.try_into().ok())
-            .map_or(0, u64::from_le_bytes)
-    };
-    (u64_at(0), u64_at(8))
-}
-
-/// A number no other worker sharing this data got (a compare-and-swap counter).
-fn take_worker_id(host: &mut impl Host) -> Option<u64> {
-    for _ in 0..16 {
-        let (bytes, cas) = host.get_shared(WORKER_IDS_KEY).ok()?;
-        if cas.is_none() {
-            // No counter yet: create it, then take a number with a compare-and-swap.
-            host.set_shared(WORKER_IDS_KEY, &0u64.to_le_bytes(), None)
-                .ok()?;
-            continue;
-        }
-        let next = bytes
-            .as_deref()
-            .and_then(Record::generation_of)
-            .unwrap_or(0)
-            .saturating_add(1);
-        match host.set_shared(WORKER_IDS_KEY, &next.to_le_bytes(), cas) {
-            Ok(()) => return Some(next),
-            Err(SetError::CasMismatch) => continue,
-            Err(SetError::Other) => return None,
-        }
-    }
-    None
-}
-
-/// Takes the cross-worker lease on a source's fetch (until its timeout plus the margin).
-fn take_lease(host: &mut impl Host, source: &Source, id: u64, now: u64) -> bool {
-    let key = &source.lease_key;
-    let Ok((value, cas)) = host.get_shared(key) else {
-        return false;
-    };
-    if cas.is_none() {
-        // No entry (it is created at start): create a free one, take it next time.
-        let _ = host.set_shared(key, &encode_lease(0, 0), None);
-        return false;
-    }
-    let (held_until, _) = value.as_deref().map_or((0, 0), decode_lease);
-    if held_until > now {
-        return false;
-    }
-    let until = now
-        .saturating_add(source.remote.timeout_ms)
-        .saturating_add(jwks_cache::DEADLINE_MARGIN_MS);
-    host.set_shared(key, &encode_lease(until, id), cas).is_ok()
-}
-
-/// Frees the lease if this worker still holds it.
-fn release_lease(host: &mut impl Host, source: &Source, id: u64) {
-    let key = &source.lease_key;
-    if let Ok((Some(value), cas)) = host.get_shared(key)
-        && decode_lease(&value).1 == id
-    {
-        let _ = host.set_shared(key, &encode_lease(0, 0), cas);
-    }
-}
-
 /// The body of a JWKS callout response, or why there is none.
 fn read_jwks_response(
     host: &mut impl Host,
@@ -662,90 +477,4 @@ fn reply(host: &mut impl Host, status: u32, www_authenticate: Option<&str>, body
         warn!("cannot send the local reply");
     }
     Flow::Pause
-}
-
-/// The request's route and upstream, each property read from the host at most once.
-struct HostRoute<'h, 'n, H: Host> {
-    host: &'h mut H,
-    ns: &'n str,
-    labels: Option<Option<BTreeMap<String, String>>>,
-    namespace: Option<Option<String>>,
-    name: Option<Option<String>>,
-    cluster: Option<Option<String>>,
-}
-
-impl<'h, 'n, H: Host> HostRoute<'h, 'n, H> {
-    fn new(host: &'h mut H, ns: &'n str) -> Self {
-        HostRoute {
-            host,
-            ns,
-            labels: None,
-            namespace: None,
-            name: None,
-            cluster: None,
-        }
-    }
-
-    fn string(&mut self, path: &[&str]) -> Option<String> {
-        self.host
-            .property(path)
-            .and_then(|b| String::from_utf8(b).ok())
-    }
-}
-
-impl<H: Host> RouteInfo for HostRoute<'_, '_, H> {
-    fn route_labels(&mut self) -> Option<&BTreeMap<String, String>> {
-        if self.labels.is_none() {
-            let path = [
-                "xds",
-                "route_metadata",
-                "filter_metadata",
-                self.ns,
-                "labels",
-            ];
-            let labels = self
-                .host
-                .property(&path)
-                .and_then(|b| select::decode_pairs(&b));
-            self.labels = Some(labels);
-        }
-        self.labels.as_ref().and_then(Option::as_ref)
-    }
-
-    fn route_namespace(&mut self) -> Option<&str> {
-        if self.namespace.is_none() {
-            let ns = self.ns;
-            let value = self.string(&["xds", "route_metadata", "filter_metadata", ns, "namespace"]);
-            self.namespace = Some(value);
-        }
-        self.namespace.as_ref().and_then(Option::as_deref)
-    }
-
-    fn route_name(&mut self) -> Option<&str> {
-        if self.name.is_none() {
-            let value = self.string(&["xds", "route_name"]);
-            self.name = Some(value);
-        }
-        self.name.as_ref().and_then(Option::as_deref)
-    }
-
-    fn cluster_name(&mut self) -> Option<&str> {
-        if self.cluster.is_none() {
-            let value = self.string(&["xds", "cluster_name"]);
-            self.cluster = Some(value);
-        }
-        self.cluster.as_ref().and_then(Option::as_deref)
-    }
-
-    fn local_service(&mut self) -> Option<(String, String)> {
-        let namespace = self.string(&["xds", "node", "metadata", "NAMESPACE"])?;
-        let labels = self
-            .host
-            .property(&["xds", "node", "metadata", "LABELS"])
-            .and_then(|b| select::decode_pairs(&b))?;
-        let name = labels
-            .get("service.istio.io/canonical-name")
-            .or_else(|| labels.get("app"))?;
-        Some((name.clone(), namespace))
-    }
 }
