@@ -23,7 +23,7 @@ use crate::metrics::Counter;
 use crate::policy::{Config, KeySource};
 use crate::select;
 use crate::shared::{self, release_lease, take_lease, take_worker_id};
-use crate::status::Status;
+use crate::status::{Family, Status};
 
 /// Tick while requests wait or fetches run (deadline sweep, polling other workers' fetches).
 pub const BUSY_TICK_MS: u64 = 20;
@@ -180,9 +180,16 @@ impl Worker {
         let routes = self.source_of.get(pi).cloned().unwrap_or_default();
         let view = RequestView { headers: &headers };
         let mut decision = self.decide(policy, &routes, &view, now, give_up);
-        // Not allowed with remote keys involved: another worker may hold newer keys (a rotated
-        // kid, keys after an outage). One small read per source tells; decide again if so.
-        if !matches!(decision, Decision::Allow { .. }) {
+        // Refused or waiting for keys: another worker may hold newer ones (a rotated kid, keys
+        // after an outage) that this one adopts only at its next tick. One 8-byte read per
+        // remote source tells; decide again if so. (Other denials, a bad signature or an expired
+        // token, do not depend on which keys are newest: they cost no shared read.)
+        let keys_matter = match &decision {
+            Decision::WaitForKeys(_) => true,
+            Decision::Deny { status, .. } => status.family() == Family::Jwks,
+            Decision::Allow { .. } => false,
+        };
+        if keys_matter {
             let mut adopted = false;
             for si in routes.iter().flatten() {
                 adopted |= self.sync(host, *si);
