@@ -3,9 +3,9 @@
 //! The request path reads as the file list: [`config`] (JSON → [`policy`]) → [`select`] (which
 //! policy governs) → [`extract`] (where tokens are) → [`jwt`] + [`verify`] with [`jwks`] keys →
 //! [`claims`] (headers, rules) → [`authn`] (the decision) → [`worker`] (the request flow and the
-//! remote-JWKS protocol over a [`worker::Host`]) → `filter` (the only module that talks to the
-//! host: the proxy-wasm `Host`; built for wasm32 only). `sim` (tests only) runs many workers
-//! against a simulated host.
+//! fetch cycle of remote JWKS; [`shared`]: the protocol between workers over shared data) over a
+//! [`host::Host`] → `filter` (the only module that talks to the host: the proxy-wasm `Host`;
+//! built for wasm32 only). `sim` (tests only) runs many workers against a simulated host.
 
 pub mod authn;
 pub mod b64;
