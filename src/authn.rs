@@ -34,6 +34,8 @@ pub enum Decision {
     Deny {
         status: Status,
         www_authenticate: String,
+        /// The provider whose check gave `status` (for its stats), when one did.
+        provider: Option<usize>,
     },
     /// A dry-run policy would have denied: the request goes on with only `ops` (the removal of
     /// client-sent claim headers), and the denial is counted and logged.
@@ -95,8 +97,13 @@ fn www_authenticate(realm: &str, status: Status) -> String {
 }
 
 enum TokenResult {
-    Valid { provider: usize, jwt: Rc<Jwt> },
-    Invalid(Status),
+    Valid {
+        provider: usize,
+        jwt: Rc<Jwt>,
+    },
+    /// Refused, and the provider whose check said so (`None`: the token's form, or no provider
+    /// with its issuer).
+    Invalid(Status, Option<usize>),
     Pending(Vec<usize>),
 }
 
@@ -134,13 +141,13 @@ fn check_token<'k>(
     cache: &mut TokenCache,
 ) -> TokenResult {
     if found.token.len() > policy.limits.max_token_bytes {
-        return TokenResult::Invalid(Status::JwtBadFormat);
+        return TokenResult::Invalid(Status::JwtBadFormat, None);
     }
     let (jwt, verdicts) = match cache.get(&found.token, now) {
         Some((jwt, verdicts)) => (jwt, verdicts.to_vec()),
         None => match jwt::parse(&found.token) {
             Ok(jwt) => (Rc::new(jwt), Vec::new()),
-            Err(status) => return TokenResult::Invalid(status),
+            Err(status) => return TokenResult::Invalid(status, None),
         },
     };
     let mut first_error = None;
@@ -168,7 +175,7 @@ fn check_token<'k>(
                 }
             });
         if let Err(status) = checked {
-            first_error.get_or_insert(status);
+            first_error.get_or_insert((status, i));
             continue;
         }
         match keys(i) {
@@ -190,13 +197,13 @@ fn check_token<'k>(
                     }
                     Err(Status::JwksKidAlgMismatch) if may_refetch => pending.push(i),
                     Err(status) => {
-                        first_error.get_or_insert(status);
+                        first_error.get_or_insert((status, i));
                     }
                 }
             }
             Keys::Pending => pending.push(i),
             Keys::Failed(status) => {
-                first_error.get_or_insert(status);
+                first_error.get_or_insert((status, i));
             }
         }
     }
@@ -204,9 +211,12 @@ fn check_token<'k>(
         return TokenResult::Pending(pending);
     }
     if !issuer_matched {
-        return TokenResult::Invalid(Status::JwtUnknownIssuer);
+        return TokenResult::Invalid(Status::JwtUnknownIssuer, None);
     }
-    TokenResult::Invalid(first_error.unwrap_or(Status::JwtVerificationFail))
+    match first_error {
+        Some((status, i)) => TokenResult::Invalid(status, Some(i)),
+        None => TokenResult::Invalid(Status::JwtVerificationFail, None),
+    }
 }
 
 /// Anti-spoofing: the headers the policy may set are never taken from the client. Only those
@@ -251,10 +261,12 @@ fn evaluate<'k>(
             clear_route_cache: false,
         };
     }
-    let deny = |status| Decision::Deny {
+    let deny_by = |status, provider| Decision::Deny {
         status,
         www_authenticate: www_authenticate(&req.realm(), status),
+        provider,
     };
+    let deny = |status| deny_by(status, None);
     let lenient = policy.validation == ValidationPolicy::AllowMissingOrFailed;
     // Everything passes in the lenient mode, but only what verified adds headers.
     let pass_unverified = |ops| Decision::Allow {
@@ -282,8 +294,8 @@ fn evaluate<'k>(
     for f in &found {
         match check_token(policy, f, now, keys, cache) {
             TokenResult::Valid { provider, jwt } => valid.push((f, provider, jwt)),
-            TokenResult::Invalid(_) if lenient => return pass_unverified(ops),
-            TokenResult::Invalid(status) => return deny(status),
+            TokenResult::Invalid(..) if lenient => return pass_unverified(ops),
+            TokenResult::Invalid(status, provider) => return deny_by(status, provider),
             TokenResult::Pending(providers) => waiting.extend(providers),
         }
     }
@@ -292,7 +304,7 @@ fn evaluate<'k>(
         waiting.dedup();
         return Decision::WaitForKeys(waiting);
     }
-    for (_, _, jwt) in &valid {
+    for (_, provider, jwt) in &valid {
         let status = if !claims::rules_hold(&jwt.payload, &policy.claims) {
             Status::ClaimsNotAllowed
         } else if !claims::scopes_hold(&jwt.payload, &policy.required_scopes) {
@@ -301,7 +313,7 @@ fn evaluate<'k>(
             continue;
         };
         if !lenient {
-            return deny(status);
+            return deny_by(status, Some(*provider));
         }
         return pass_unverified(ops);
     }
@@ -413,6 +425,7 @@ mod tests {
             Decision::Deny {
                 status,
                 www_authenticate,
+                ..
             } => (*status, www_authenticate),
             other => panic!("expected a denial, got {other:?}"),
         }

@@ -541,6 +541,7 @@ fn decision_json(decision: &Decision, headers: &[Header], policy: &Policy) -> Va
         Decision::Deny {
             status,
             www_authenticate,
+            ..
         } => json!({"verdict": "deny", "status": status.http_code(), "body": status.as_str(),
             "www_authenticate": www_authenticate, "policy": policy.name}),
         Decision::WouldDeny { status, ops } => json!({"verdict": "allow (dry run)",

@@ -385,6 +385,37 @@ def test_expired_keys_keep_serving_while_server_fails_then_rotation_applies(boot
     assert_healthy(proxy)
 
 
+def test_stale_keys_stop_serving_at_max_stale_keys(boot, jwks, record_property):
+    """``settings.maxStaleKeys`` bounds stale-while-error: keys fresh 1 s, stale at most 2 s more.
+    The server fails after the first fetch: the token passes within 3 s of the fetch, then gets
+    401 ``Jwks remote fetch is failed``; when the server is back it passes again."""
+    server = jwks(KEY)
+    config = {"policies": [spec(remote_provider(server, cacheDuration="1s", timeout="1s"))],
+              "settings": {"maxStaleKeys": "2s"}}
+    proxy = boot(config, server)
+    assert_passed(get(proxy, TOKEN))
+    fetched_at = server.fetches()[0].at
+    server.fail(503)
+
+    while time.monotonic() < fetched_at + 2.4:  # expired after 1 s, within the bound
+        assert assert_passed(get(proxy, TOKEN)).header("X-Sub") == ["alice"]
+        time.sleep(0.1)
+    time.sleep(max(0.0, fetched_at + 4.0 - time.monotonic()))
+    denied = 0
+    while time.monotonic() < fetched_at + 7.0:  # past the bound: no usable keys
+        assert_denied(get(proxy, TOKEN), REMOTE_FETCH_FAILED)
+        denied += 1
+        time.sleep(0.1)
+    measured(record_property, "stale_bound_denials", denied)
+    c = counters(proxy)
+    assert c["denied.jwks"] == denied and c["jwks_fetch_failure"] >= 2, c
+
+    server.ok()
+    recovered, _ = until_passes(proxy, TOKEN, allowed=[REMOTE_FETCH_FAILED], consecutive=4)
+    measured(record_property, "stale_bound_recovery_s", round(recovered, 3))
+    assert_healthy(proxy)
+
+
 # --------------------------------------------------------------------------- 5. slow server
 
 

@@ -1,0 +1,552 @@
+//! One worker (one Envoy worker thread, one wasm VM), host-agnostic: the request flow around
+//! [`authn::decide`] (gather the view, decide, apply; park the requests that wait for keys and
+//! answer them by their deadline) and the fetch cycle of each remote source (tick: adopt, give
+//! up overdue fetches, take the lease, dispatch; response: apply, publish, resume). The
+//! shared-data protocol is `shared.rs`; everything from the host goes through [`Host`]
+//! (`host.rs`): `filter.rs` implements it with proxy-wasm hostcalls, the simulator (`sim/`,
+//! tests only) with N workers, one store and a scripted JWKS server.
+//!
+//! Time comes from [`Host::now_ms`], never earlier than a time it told before; when the host
+//! cannot tell, a governed request is answered 500 (nothing is dated from 0) and the tick only
+//! answers the paused requests.
+
+use std::rc::Rc;
+
+use log::{debug, error, info, warn};
+
+use crate::authn::{self, Decision, Keys, RequestView};
+use crate::host::HostRoute;
+pub use crate::host::{Flow, Host};
+use crate::jwks_cache::{self, FetchError, Source};
+use crate::jwt_cache::TokenCache;
+use crate::metrics::{Counter, Layout};
+use crate::policy::{Config, KeySource};
+use crate::select;
+use crate::shared::{self, release_lease, take_lease, take_worker_id};
+use crate::status::{Family, Status};
+
+/// Tick while requests wait or fetches run (deadline sweep, polling other workers' fetches).
+pub const BUSY_TICK_MS: u64 = 20;
+/// Tick otherwise, when remote keys exist (background refresh, adopting other workers' keys).
+pub const IDLE_TICK_MS: u64 = 1_000;
+
+/// A request paused until its providers' keys are ready.
+#[derive(Debug)]
+pub struct Waiter {
+    pub context_id: u32,
+    pub sources: Vec<usize>,
+    pub deadline_ms: u64,
+}
+
+/// Everything one worker knows, shared by its root and HTTP contexts.
+pub struct Worker {
+    config: Rc<Config>,
+    /// Remote JWKS sources: one per distinct (cluster, URL, timeout, cache duration, mode).
+    pub sources: Vec<Source>,
+    /// `source_of[policy][provider]`: the provider's source (`None`: local keys).
+    source_of: Vec<Vec<Option<usize>>>,
+    pub waiters: Vec<Waiter>,
+    /// Callouts in flight: (token, source).
+    pub callouts: Vec<(u32, usize)>,
+    tick_ms: u64,
+    /// Verified tokens (bounded).
+    cache: TokenCache,
+    /// The latest time the host told (the clock never goes back for this worker).
+    last_now: Option<u64>,
+    /// This worker's lease-holder id (unique across the workers that share data).
+    id: u64,
+    /// The per-policy and per-provider counters of this configuration.
+    layout: Layout,
+}
+
+impl Worker {
+    pub fn new(config: Config) -> Worker {
+        let mut sources: Vec<Source> = Vec::new();
+        let settings = &config.settings;
+        let source_of: Vec<Vec<Option<usize>>> = config
+            .policies
+            .iter()
+            .map(|p| {
+                p.providers
+                    .iter()
+                    .map(|pr| match &pr.keys {
+                        KeySource::Local(_) => None,
+                        KeySource::Remote(r) => {
+                            Some(sources.iter().position(|s| s.serves(r)).unwrap_or_else(|| {
+                                sources.push(Source::new(
+                                    r.clone(),
+                                    settings.limits.max_jwks_bytes,
+                                    settings.max_stale_ms,
+                                ));
+                                sources.len() - 1
+                            }))
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let cache = TokenCache::new(settings.limits.max_cached_tokens);
+        let layout = Layout::new(&config, &source_of);
+        Worker {
+            config: Rc::new(config),
+            sources,
+            source_of,
+            waiters: Vec::new(),
+            callouts: Vec::new(),
+            tick_ms: 0,
+            cache,
+            last_now: None,
+            id: 0,
+            layout,
+        }
+    }
+
+    /// The counters the host defines for this configuration.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// After configuration: takes a worker id, creates the lease entries, starts the tick.
+    pub fn start(&mut self, host: &mut impl Host) {
+        self.id = take_worker_id(host).unwrap_or_else(|| host.now_ms().unwrap_or(1));
+        for s in &self.sources {
+            let key = &s.lease_key;
+            if let Ok((None, _)) = host.get_shared(key) {
+                let _ = host.set_shared(key, &shared::encode_lease(0, 0), None);
+            }
+        }
+        let eager = self.sources.iter().any(|s| s.remote.async_fetch);
+        self.set_tick(
+            host,
+            if eager {
+                1
+            } else if self.sources.is_empty() {
+                0
+            } else {
+                IDLE_TICK_MS
+            },
+        );
+    }
+
+    pub fn policies(&self) -> usize {
+        self.config.policies.len()
+    }
+
+    /// The host's time, never earlier than a time it told before; `None` when it cannot tell.
+    fn now(&mut self, host: &mut impl Host) -> Option<u64> {
+        let now = host.now_ms()?.max(self.last_now.unwrap_or(0));
+        self.last_now = Some(now);
+        Some(now)
+    }
+
+    fn set_tick(&mut self, host: &mut impl Host, ms: u64) {
+        if self.tick_ms != ms && host.set_tick(ms) {
+            self.tick_ms = ms;
+        }
+    }
+
+    /// Adopts what another worker published for this source, if newer (see `shared.rs`).
+    fn sync(&mut self, host: &mut impl Host, si: usize) -> bool {
+        self.sources
+            .get_mut(si)
+            .is_some_and(|source| shared::sync(host, source))
+    }
+
+    /// A new request (its headers arrived).
+    pub fn on_request(&mut self, host: &mut impl Host, context_id: u32) -> Flow {
+        self.process(host, context_id, false, None)
+    }
+
+    /// Decides the current request; `Continue` lets it go on. `give_up`: keys still pending
+    /// count as a failed fetch (a waiter past its deadline). `deadline`: the request already
+    /// waited with this deadline (waiting again never moves it later).
+    fn process(
+        &mut self,
+        host: &mut impl Host,
+        context_id: u32,
+        give_up: bool,
+        deadline: Option<u64>,
+    ) -> Flow {
+        let config = Rc::clone(&self.config);
+        let governing = {
+            let mut route = HostRoute::new(host, &config.settings.route_labels_namespace);
+            select::governing(&config, &mut route)
+        };
+        let Some((pi, policy)) = governing.and_then(|pi| config.policies.get(pi).map(|p| (pi, p)))
+        else {
+            return Flow::Continue;
+        };
+        let Some(headers) = host.request_headers() else {
+            error!("cannot read the request headers");
+            return reply(host, 500, None, "jwt policy filter cannot read the request");
+        };
+        let Some(now) = self.now(host) else {
+            // Fail closed: without the time neither `exp`/`nbf` nor the keys' freshness can be
+            // checked. A host fault, not the client's: 500, not a 401 that blames the token.
+            error!("cannot read the clock: request refused");
+            return reply(host, 500, None, "jwt policy filter cannot read the clock");
+        };
+        let routes = self.source_of.get(pi).cloned().unwrap_or_default();
+        let view = RequestView { headers: &headers };
+        let mut decision = self.decide(policy, &routes, &view, now, give_up);
+        // Refused or waiting for keys: another worker may hold newer ones (a rotated kid, keys
+        // after an outage) that this one adopts only at its next tick. One 8-byte read per
+        // remote source tells; decide again if so. (Other denials, a bad signature or an expired
+        // token, do not depend on which keys are newest: they cost no shared read.)
+        let keys_matter = match &decision {
+            Decision::WaitForKeys(_) => true,
+            Decision::Deny { status, .. } => status.family() == Family::Jwks,
+            Decision::Allow { .. } | Decision::WouldDeny { .. } => false,
+        };
+        if keys_matter {
+            let mut adopted = false;
+            for si in routes.iter().flatten() {
+                adopted |= self.sync(host, *si);
+            }
+            if adopted {
+                decision = self.decide(policy, &routes, &view, now, give_up);
+            }
+        }
+        let (hits, misses) = self.cache.take_counts();
+        host.count(Counter::CacheHit, hits);
+        host.count(Counter::CacheMiss, misses);
+        match decision {
+            Decision::Allow {
+                ops,
+                clear_route_cache,
+            } => {
+                for op in &ops {
+                    if !host.apply(op) {
+                        warn!("cannot change the request headers");
+                    }
+                }
+                if clear_route_cache {
+                    host.clear_route_cache();
+                }
+                host.count(Counter::Allowed, 1);
+                host.count(Counter::PolicyAllowed(pi), 1);
+                Flow::Continue
+            }
+            Decision::WouldDeny { status, ops } => {
+                // Dry run: the request goes on with only the claim headers' sanitizing.
+                for op in &ops {
+                    if !host.apply(op) {
+                        warn!("cannot change the request headers");
+                    }
+                }
+                info!(
+                    "{} (dry run) would have denied a request: {status}",
+                    policy.name
+                );
+                host.count(Counter::DryRunDenied(status.family()), 1);
+                host.count(Counter::PolicyDryRunDenied(pi), 1);
+                Flow::Continue
+            }
+            Decision::Deny {
+                status,
+                www_authenticate,
+                provider,
+            } => {
+                debug!("{} denied a request: {status}", policy.name);
+                host.count(Counter::Denied(status.family()), 1);
+                host.count(Counter::PolicyDenied(pi), 1);
+                if let Some(provider) = provider {
+                    host.count(
+                        Counter::ProviderDenied {
+                            policy: pi,
+                            provider,
+                            family: status.family(),
+                        },
+                        1,
+                    );
+                }
+                reply(
+                    host,
+                    status.http_code(),
+                    Some(&www_authenticate),
+                    status.as_str(),
+                )
+            }
+            Decision::WaitForKeys(providers) => {
+                let waiting: Vec<usize> = providers
+                    .iter()
+                    .filter_map(|i| routes.get(*i).copied().flatten())
+                    .collect();
+                let mut timeout = 0;
+                for si in &waiting {
+                    if let Some(s) = self.sources.get_mut(*si) {
+                        s.wanted = true;
+                        timeout = timeout.max(s.remote.timeout_ms);
+                    }
+                }
+                let deadline_ms = now
+                    .saturating_add(timeout)
+                    .saturating_add(jwks_cache::DEADLINE_MARGIN_MS)
+                    .min(deadline.unwrap_or(u64::MAX));
+                self.waiters.retain(|w| w.context_id != context_id);
+                self.waiters.push(Waiter {
+                    context_id,
+                    sources: waiting,
+                    deadline_ms,
+                });
+                host.count(Counter::RequestsPaused, 1);
+                self.set_tick(host, 1);
+                Flow::Pause
+            }
+        }
+    }
+
+    fn decide(
+        &mut self,
+        policy: &crate::policy::Policy,
+        routes: &[Option<usize>],
+        view: &RequestView<'_>,
+        now: u64,
+        give_up: bool,
+    ) -> Decision {
+        let sources = &self.sources;
+        let keys =
+            |i: usize| match (
+                policy.providers.get(i).map(|p| &p.keys),
+                routes.get(i).copied().flatten(),
+            ) {
+                (Some(KeySource::Local(jwks)), _) => Keys::local(jwks),
+                (_, Some(si)) => sources
+                    .get(si)
+                    .map_or(Keys::Failed(Status::JwksFetchFail), |s| {
+                        match s.state(now) {
+                            Keys::Pending if give_up => Keys::Failed(Status::JwksFetchFail),
+                            Keys::Ready { jwks, version, .. } if give_up => Keys::Ready {
+                                jwks,
+                                version,
+                                may_refetch: false,
+                            },
+                            keys => keys,
+                        }
+                    }),
+                _ => Keys::Failed(Status::JwksFetchFail),
+            };
+        authn::decide(policy, view, now / 1000, &keys, &mut self.cache)
+    }
+
+    /// The tick: adopt other workers' records, give up overdue fetches, start due ones, answer
+    /// the paused requests that can be answered.
+    pub fn on_tick(&mut self, host: &mut impl Host) {
+        for si in 0..self.sources.len() {
+            self.sync(host, si);
+        }
+        let Some(now) = self.now(host) else {
+            // No time: nothing can be dated; every paused request is answered (500) now
+            // rather than kept past a deadline nobody can check.
+            self.resume_waiters(host, None);
+            return;
+        };
+        for si in 0..self.sources.len() {
+            self.tick_source(host, si, now);
+        }
+        self.resume_waiters(host, Some(now));
+    }
+
+    fn tick_source(&mut self, host: &mut impl Host, si: usize, now: u64) {
+        let Some(source) = self.sources.get_mut(si) else {
+            return;
+        };
+        if source.expire_in_flight(now) {
+            warn!("JWKS fetch from {} timed out", source.remote.url);
+            // A late answer, if the host ever sends one, is ignored.
+            self.callouts.retain(|(_, s)| *s != si);
+            host.count(Counter::JwksFetchFailure, 1);
+            host.count(
+                Counter::SourceFetch {
+                    source: si,
+                    ok: false,
+                },
+                1,
+            );
+            self.publish(host, si);
+        }
+        let Some(source) = self.sources.get(si) else {
+            return;
+        };
+        if !source.should_fetch(now) || !take_lease(host, source, self.id, now) {
+            return;
+        }
+        // Another worker may have published between our look and the lease: look again.
+        if self.sync(host, si) && self.sources.get(si).is_some_and(|s| !s.should_fetch(now)) {
+            if let Some(source) = self.sources.get(si) {
+                release_lease(host, source, self.id);
+            }
+            return;
+        }
+        let Some(source) = self.sources.get_mut(si) else {
+            return;
+        };
+        let r = &source.remote;
+        let headers = [
+            (":method", "GET"),
+            (":path", r.path.as_str()),
+            (":authority", r.authority.as_str()),
+            ("accept", "application/json"),
+        ];
+        match host.dispatch(&r.cluster, &headers, r.timeout_ms.max(1)) {
+            Ok(token) => {
+                debug!("fetching JWKS {} from cluster {}", r.url, r.cluster);
+                source.fetch_started(now);
+                self.callouts.push((token, si));
+            }
+            Err(e) => {
+                warn!(
+                    "cannot fetch JWKS {} from cluster {} ({e}): is the cluster defined?",
+                    r.url, r.cluster
+                );
+                let failed = source.fetch_done(now, Err(FetchError::NoResponse)).is_err();
+                if failed {
+                    host.count(Counter::JwksFetchFailure, 1);
+                    host.count(
+                        Counter::SourceFetch {
+                            source: si,
+                            ok: false,
+                        },
+                        1,
+                    );
+                }
+                self.publish(host, si);
+            }
+        }
+    }
+
+    /// Shares this worker's record of a source (after a fetch ended) and releases the lease.
+    pub(crate) fn publish(&mut self, host: &mut impl Host, si: usize) {
+        if let Some(source) = self.sources.get_mut(si) {
+            shared::publish(host, source, self.id);
+        }
+    }
+
+    /// A callout ended (`num_headers == 0`: no response: timeout, reset, no such cluster).
+    pub fn on_fetch_response(
+        &mut self,
+        host: &mut impl Host,
+        token: u32,
+        num_headers: usize,
+        body_size: usize,
+    ) {
+        let Some(pos) = self.callouts.iter().position(|(t, _)| *t == token) else {
+            return;
+        };
+        let (_, si) = self.callouts.swap_remove(pos);
+        // Without the clock, the result is dated by the latest time known (never 0: a fetch
+        // was only started with a time); keys look older than they are, never younger.
+        let now = self.now(host).or(self.last_now);
+        let Some((source, now)) = self.sources.get_mut(si).zip(now) else {
+            return;
+        };
+        let result = read_jwks_response(host, num_headers, body_size, source.max_body);
+        match source.fetch_done(now, result) {
+            Ok(_) => {
+                info!("fetched JWKS {}", source.remote.url);
+                host.count(Counter::JwksFetchSuccess, 1);
+                host.count(
+                    Counter::SourceFetch {
+                        source: si,
+                        ok: true,
+                    },
+                    1,
+                );
+            }
+            Err(e) => {
+                warn!("JWKS fetch from {} failed: {e}", source.remote.url);
+                host.count(Counter::JwksFetchFailure, 1);
+                host.count(
+                    Counter::SourceFetch {
+                        source: si,
+                        ok: false,
+                    },
+                    1,
+                );
+            }
+        }
+        self.publish(host, si);
+        let now = self.now(host);
+        self.resume_waiters(host, now);
+    }
+
+    /// Whether a waiter's keys are settled: none pending, none wanted with a fetch to come.
+    fn settled(&self, w: &Waiter, now: u64) -> bool {
+        w.sources.iter().all(|si| {
+            self.sources.get(*si).is_some_and(|s| {
+                !matches!(s.state(now), Keys::Pending)
+                    && (!s.wanted || s.in_flight_until.is_none() && !s.should_fetch(now))
+            })
+        })
+    }
+
+    /// Answers every waiting request whose keys are settled, or whose deadline passed (every
+    /// one when the time is unknown).
+    fn resume_waiters(&mut self, host: &mut impl Host, now: Option<u64>) {
+        let waiters = std::mem::take(&mut self.waiters);
+        for w in waiters {
+            let (settled, due) = match now {
+                Some(now) => (self.settled(&w, now), now >= w.deadline_ms),
+                None => (false, true),
+            };
+            if !settled && !due {
+                self.waiters.push(w);
+                continue;
+            }
+            if !host.enter(w.context_id) {
+                continue; // the request is gone
+            }
+            let flow = self.process(host, w.context_id, !settled, Some(w.deadline_ms));
+            if flow == Flow::Continue && !host.resume() {
+                warn!("cannot resume a request");
+            }
+        }
+        let busy = !self.waiters.is_empty() || !self.callouts.is_empty();
+        let tick = if busy {
+            BUSY_TICK_MS
+        } else if self.sources.is_empty() {
+            0
+        } else {
+            IDLE_TICK_MS
+        };
+        self.set_tick(host, tick);
+    }
+
+    /// The request ended (answered, or the client went away).
+    pub fn forget(&mut self, context_id: u32) {
+        self.waiters.retain(|w| w.context_id != context_id);
+    }
+}
+
+/// The body of a JWKS callout response, or why there is none.
+fn read_jwks_response(
+    host: &mut impl Host,
+    num_headers: usize,
+    body_size: usize,
+    max_body: usize,
+) -> Result<Vec<u8>, FetchError> {
+    if num_headers == 0 {
+        return Err(FetchError::NoResponse);
+    }
+    let status = host.callout_status().unwrap_or_default();
+    if status != b"200" {
+        return Err(FetchError::Status(
+            String::from_utf8_lossy(&status).into_owned(),
+        ));
+    }
+    if body_size > max_body {
+        return Err(FetchError::TooLarge(body_size));
+    }
+    host.callout_body(body_size).ok_or(FetchError::NoResponse)
+}
+
+fn reply(host: &mut impl Host, status: u32, www_authenticate: Option<&str>, body: &str) -> Flow {
+    let mut headers = vec![("content-type", "text/plain")];
+    if let Some(value) = www_authenticate {
+        headers.push(("www-authenticate", value));
+    }
+    if !host.reply(status, &headers, body) {
+        warn!("cannot send the local reply");
+    }
+    Flow::Pause
+}
