@@ -21,6 +21,8 @@ pub enum HeaderOp {
     Set(String, String),
     /// Add after any existing value.
     Add(String, String),
+    /// Replace every value with raw bytes (the `Cookie` header without a token cookie).
+    SetBytes(String, Vec<u8>),
     /// Replace `:path` (a token taken out of the query).
     SetPath(Vec<u8>),
 }
@@ -282,6 +284,7 @@ pub fn decide<'k>(
 
     let mut added_headers = false;
     let mut strip_params: Vec<&str> = Vec::new();
+    let mut strip_cookies: Vec<&str> = Vec::new();
     for (found, provider_index, jwt) in &valid {
         let Some(provider) = policy.providers.get(*provider_index) else {
             continue;
@@ -306,6 +309,7 @@ pub fn decide<'k>(
             match &found.location {
                 Location::Header(name) => ops.push(HeaderOp::Remove(name.clone())),
                 Location::Query(name) => strip_params.push(name),
+                Location::Cookie(name) => strip_cookies.push(name),
             }
         }
     }
@@ -314,6 +318,12 @@ pub fn decide<'k>(
             path,
             &strip_params,
         )));
+    }
+    if !strip_cookies.is_empty() {
+        ops.push(match extract::remove_cookies(req.headers, &strip_cookies) {
+            Some(rest) => HeaderOp::SetBytes("cookie".into(), rest),
+            None => HeaderOp::Remove("cookie".into()),
+        });
     }
     let clear_route_cache = match policy.clear_route_cache {
         ClearRouteCache::Auto => added_headers,
