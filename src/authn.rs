@@ -541,6 +541,61 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_token_is_malformed_even_when_missing_is_allowed() {
+        let p = policy(
+            rsa_provider(json!({})),
+            json!({"validationPolicy": "ALLOW_MISSING"}),
+        );
+        for (path, headers) in [
+            ("/get?auth_token=", vec![]),
+            ("/get?auth_token", vec![]),
+            ("/get", vec![("x-auth", "Bearer ,")]),
+        ] {
+            assert_eq!(
+                denied(&run(&p, &request(path, &headers))).0,
+                Status::JwtBadFormat,
+                "{path} {headers:?}"
+            );
+        }
+        assert!(matches!(
+            run(&p, &request("/get", &[("x-auth", "Bearer")])),
+            Decision::Allow { .. }
+        ));
+    }
+
+    #[test]
+    fn a_token_cookie_is_removed_unless_keep_token() {
+        let cookies = |keep: bool| {
+            rsa_provider(json!({"keepToken": keep, "tokenSource": {"cookies": ["jwt"]}}))
+        };
+        let t = token("RS256");
+        let sent = [
+            ("cookie", format!("a=1; jwt={t}")),
+            ("cookie", "b=\"2\"".to_owned()),
+        ];
+        let sent: Vec<(&str, &str)> = sent.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let got = ops(run(
+            &policy(cookies(false), json!({})),
+            &request("/", &sent),
+        ));
+        assert_eq!(
+            got,
+            vec![HeaderOp::SetBytes(
+                "cookie".into(),
+                b"a=1; b=\"2\"".to_vec()
+            )]
+        );
+        let only = format!("jwt={t}");
+        let got = ops(run(
+            &policy(cookies(false), json!({})),
+            &request("/", &[("cookie", &only)]),
+        ));
+        assert_eq!(got, vec![HeaderOp::Remove("cookie".into())]);
+        let got = ops(run(&policy(cookies(true), json!({})), &request("/", &sent)));
+        assert!(got.is_empty(), "{got:?}");
+    }
+
+    #[test]
     fn any_provider_may_accept_a_token() {
         let mut spec = json!({"config": {"providers": {
             "a": {"local": {"inline": pem("ec256")}},
