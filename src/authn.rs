@@ -21,6 +21,8 @@ pub enum HeaderOp {
     Set(String, String),
     /// Add after any existing value.
     Add(String, String),
+    /// Replace every value with raw bytes (the `Cookie` header without a token cookie).
+    SetBytes(String, Vec<u8>),
     /// Replace `:path` (a token taken out of the query).
     SetPath(Vec<u8>),
 }
@@ -320,6 +322,7 @@ fn evaluate<'k>(
 
     let mut added_headers = false;
     let mut strip_params: Vec<&str> = Vec::new();
+    let mut strip_cookies: Vec<&str> = Vec::new();
     for (found, provider_index, jwt) in &valid {
         let Some(provider) = policy.providers.get(*provider_index) else {
             continue;
@@ -344,6 +347,7 @@ fn evaluate<'k>(
             match &found.location {
                 Location::Header(name) => ops.push(HeaderOp::Remove(name.clone())),
                 Location::Query(name) => strip_params.push(name),
+                Location::Cookie(name) => strip_cookies.push(name),
             }
         }
     }
@@ -352,6 +356,12 @@ fn evaluate<'k>(
             path,
             &strip_params,
         )));
+    }
+    if !strip_cookies.is_empty() {
+        ops.push(match extract::remove_cookies(req.headers, &strip_cookies) {
+            Some(rest) => HeaderOp::SetBytes("cookie".into(), rest),
+            None => HeaderOp::Remove("cookie".into()),
+        });
     }
     let clear_route_cache = match policy.clear_route_cache {
         ClearRouteCache::Auto => added_headers,
@@ -561,6 +571,61 @@ mod tests {
             run(&p, &request("/", &[("X-AUTH", &upper_name)])),
             Decision::Allow { .. }
         ));
+    }
+
+    #[test]
+    fn an_empty_token_is_malformed_even_when_missing_is_allowed() {
+        let p = policy(
+            rsa_provider(json!({})),
+            json!({"validationPolicy": "ALLOW_MISSING"}),
+        );
+        for (path, headers) in [
+            ("/get?auth_token=", vec![]),
+            ("/get?auth_token", vec![]),
+            ("/get", vec![("x-auth", "Bearer ,")]),
+        ] {
+            assert_eq!(
+                denied(&run(&p, &request(path, &headers))).0,
+                Status::JwtBadFormat,
+                "{path} {headers:?}"
+            );
+        }
+        assert!(matches!(
+            run(&p, &request("/get", &[("x-auth", "Bearer")])),
+            Decision::Allow { .. }
+        ));
+    }
+
+    #[test]
+    fn a_token_cookie_is_removed_unless_keep_token() {
+        let cookies = |keep: bool| {
+            rsa_provider(json!({"keepToken": keep, "tokenSource": {"cookies": ["jwt"]}}))
+        };
+        let t = token("RS256");
+        let sent = [
+            ("cookie", format!("a=1; jwt={t}")),
+            ("cookie", "b=\"2\"".to_owned()),
+        ];
+        let sent: Vec<(&str, &str)> = sent.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let got = ops(run(
+            &policy(cookies(false), json!({})),
+            &request("/", &sent),
+        ));
+        assert_eq!(
+            got,
+            vec![HeaderOp::SetBytes(
+                "cookie".into(),
+                b"a=1; b=\"2\"".to_vec()
+            )]
+        );
+        let only = format!("jwt={t}");
+        let got = ops(run(
+            &policy(cookies(false), json!({})),
+            &request("/", &[("cookie", &only)]),
+        ));
+        assert_eq!(got, vec![HeaderOp::Remove("cookie".into())]);
+        let got = ops(run(&policy(cookies(true), json!({})), &request("/", &sent)));
+        assert!(got.is_empty(), "{got:?}");
     }
 
     #[test]

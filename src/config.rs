@@ -651,10 +651,15 @@ fn parse_claim_rule(v: &Value, path: &str) -> Result<ClaimRule> {
 }
 
 /// An HTTP header name (RFC 9110 token), not a pseudo-header and not `host`.
+/// An RFC 9110 token: what header names and (RFC 6265) cookie names are made of.
+fn is_token(name: &str) -> bool {
+    let is_tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    !name.is_empty() && name.chars().all(is_tchar)
+}
+
 fn header_name(v: &Value, path: &str) -> Result<String> {
     let name = as_string(v, path)?;
-    let is_tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
-    if name.is_empty() || !name.chars().all(is_tchar) {
+    if !is_token(&name) {
         return err(path, format!("{name:?} is not a valid HTTP header name"));
     }
     let lower = name.to_ascii_lowercase();
@@ -686,15 +691,16 @@ fn parse_provider(name: &str, v: &Value, path: &str) -> Result<Provider> {
         (None, None) => return err(path, "needs one of local or remote"),
         (Some(_), Some(_)) => return err(path, "set only one of local or remote"),
     };
-    let (mut headers, mut query_params) = (
+    let (mut headers, mut query_params, mut cookies) = (
         vec![HeaderSource {
             name: "authorization".into(),
             prefix: "Bearer ".into(),
         }],
         vec!["access_token".to_owned()],
+        Vec::new(),
     );
     if let Some((ts, tp)) = o.get("tokenSource") {
-        let t = Obj::new(ts, &tp, &["headers", "queryParams"])?;
+        let t = Obj::new(ts, &tp, &["headers", "queryParams", "cookies"])?;
         headers = t
             .list("headers")?
             .unwrap_or_default()
@@ -714,10 +720,20 @@ fn parse_provider(name: &str, v: &Value, path: &str) -> Result<Provider> {
         if let Some(i) = query_params.iter().position(String::is_empty) {
             return err(&format!("{tp}.queryParams[{i}]"), "must not be empty");
         }
-        if headers.is_empty() && query_params.is_empty() {
+        cookies = t.string_list("cookies")?.unwrap_or_default();
+        if let Some(i) = cookies.iter().position(|c| !is_token(c)) {
+            return err(
+                &format!("{tp}.cookies[{i}]"),
+                format!(
+                    "{:?} is not a valid cookie name",
+                    cookies.get(i).map_or("", |c| c)
+                ),
+            );
+        }
+        if headers.is_empty() && query_params.is_empty() && cookies.is_empty() {
             return err(
                 &tp,
-                "names no header and no query parameter: no token could ever be found",
+                "names no header, no query parameter and no cookie: no token could ever be found",
             );
         }
     }
@@ -758,6 +774,7 @@ fn parse_provider(name: &str, v: &Value, path: &str) -> Result<Provider> {
         audiences,
         headers,
         query_params,
+        cookies,
         keys,
         claims_to_headers,
         keep_token: o.bool("keepToken")?.unwrap_or(false),
@@ -1069,6 +1086,40 @@ mod tests {
         let pr = &c.policies[0].providers[0];
         assert_eq!(pr.headers[0].name, "x-auth");
         assert!(pr.query_params.is_empty());
+        assert!(pr.cookies.is_empty());
+    }
+
+    #[test]
+    fn token_source_cookies() {
+        let mut p = provider_json();
+        p["tokenSource"] = json!({"cookies": ["session", "jwt"]});
+        let c = parse(spec_with(p.clone()).to_string().as_bytes()).unwrap();
+        let pr = &c.policies[0].providers[0];
+        assert_eq!(pr.cookies, vec!["session", "jwt"]);
+        assert!(pr.headers.is_empty() && pr.query_params.is_empty());
+        let at = "config.providers.dev-example.tokenSource";
+        for (bad, reason) in [
+            (
+                json!(["ok", "a b"]),
+                "cookies[1]: \"a b\" is not a valid cookie name",
+            ),
+            (json!([""]), "cookies[0]: \"\" is not a valid cookie name"),
+            (
+                json!(["a=b"]),
+                "cookies[0]: \"a=b\" is not a valid cookie name",
+            ),
+            (json!("jwt"), "cookies: expected a list of strings"),
+        ] {
+            p["tokenSource"] = json!({"cookies": bad});
+            assert_eq!(error_of(spec_with(p.clone())), format!("{at}.{reason}"));
+        }
+        p["tokenSource"] = json!({"cookies": []});
+        assert_eq!(
+            error_of(spec_with(p)),
+            format!(
+                "{at}: names no header, no query parameter and no cookie: no token could ever be found"
+            )
+        );
     }
 
     #[test]

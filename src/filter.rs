@@ -121,6 +121,9 @@ impl Host for ProxyHost {
             HeaderOp::Remove(name) => hostcalls::set_map_value_bytes(map, name, None),
             HeaderOp::Set(name, value) => hostcalls::set_map_value(map, name, Some(value)),
             HeaderOp::Add(name, value) => hostcalls::add_map_value(map, name, value),
+            HeaderOp::SetBytes(name, value) => {
+                hostcalls::set_map_value_bytes(map, name, Some(value))
+            }
             HeaderOp::SetPath(path) => hostcalls::set_map_value_bytes(map, ":path", Some(path)),
         }
         .is_ok()

@@ -184,6 +184,8 @@ pub struct Provider {
     pub audiences: Option<Vec<String>>,
     pub headers: Vec<HeaderSource>,
     pub query_params: Vec<String>,
+    /// Cookie names (`tokenSource.cookies`, case-sensitive).
+    pub cookies: Vec<String>,
     pub keys: KeySource,
     pub claims_to_headers: Vec<ClaimToHeader>,
     pub keep_token: bool,

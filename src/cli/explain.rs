@@ -143,8 +143,7 @@ fn location_text(location: &Location) -> String {
     match location {
         Location::Header(name) => format!("header {name}"),
         Location::Query(name) => format!("query parameter {name}"),
-        #[allow(unreachable_patterns)]
-        _ => format!("{location:?}"),
+        Location::Cookie(name) => format!("cookie {name}"),
     }
 }
 
@@ -568,13 +567,15 @@ fn upstream(headers: &[Header], ops: &[HeaderOp]) -> Vec<(String, String)> {
                 h.push((name.clone(), value.clone()));
             }
             HeaderOp::Add(name, value) => h.push((name.clone(), value.clone())),
+            HeaderOp::SetBytes(name, value) => {
+                h.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+                h.push((name.clone(), String::from_utf8_lossy(value).into_owned()));
+            }
             HeaderOp::SetPath(path) => {
                 if let Some((_, v)) = h.iter_mut().find(|(n, _)| n == ":path") {
                     *v = String::from_utf8_lossy(path).into_owned();
                 }
             }
-            #[allow(unreachable_patterns)]
-            other => h.push(("(change)".into(), format!("{other:?}"))),
         }
     }
     h

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import pytest
 
-from jwtmint import claims, mint, shared_key, tamper_signature
-from support import (EXPIRED, ISSUER, MISSING, OTHER_ISSUER, VERIFICATION_FAILS, assert_denied, assert_passed,
+import harness
+from jwtmint import claims, jwks, mint, shared_key, tamper_signature
+from support import (BAD_FORMAT, EXPIRED, ISSUER, MISSING, OTHER_ISSUER, SIGNATURE_BAD_B64, VERIFICATION_FAILS,
+                     assert_denied, assert_passed,
                      bearer, provider, spec)
 
 KEY = shared_key("ES256", kid="extract-a")
@@ -251,3 +253,170 @@ def test_preflight_shape_with_get_method_needs_a_token(envoy):
     proxy = envoy(one_provider())
     resp = proxy.get("/get", headers={"Origin": "https://app.example.com", "Access-Control-Request-Method": "POST"})
     assert_denied(resp, MISSING)
+
+
+# --------------------------------------------------------------------------- as native jwt_authn finds tokens
+#
+# Each case is sent to this filter and to Envoy's own jwt_authn (the same binary) configured the
+# equivalent way; both must give the expected answer, to the status, body and www-authenticate.
+
+def native_bootstrap(provider_fields: dict, allow_missing: bool = False) -> dict:
+    """The harness's bootstrap with jwt_authn in place of this filter: provider "p" with the
+    ES256 key inline, the issuer, and ``provider_fields`` (from_headers, from_params, ...)."""
+    boot = harness.render("{}")
+    hcm = boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    requires: dict = {"provider_name": "p"}
+    if allow_missing:
+        requires = {"requires_any": {"requirements": [requires, {"allow_missing": {}}]}}
+    jwt_authn = {"name": "envoy.filters.http.jwt_authn",
+                 "typed_config": {
+                     "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+                     "providers": {"p": {"issuer": ISSUER, "local_jwks": {"inline_string": jwks(KEY)},
+                                         **provider_fields}},
+                     "rules": [{"match": {"prefix": "/"}, "requires": requires}]}}
+    hcm["http_filters"] = [jwt_authn, hcm["http_filters"][-1]]
+    return boot
+
+
+def both(envoy, token_source: dict | None, native_fields: dict, allow_missing: bool = False, **fields):
+    """(ours, native): the two Envoys for one token location."""
+    if token_source is not None:
+        fields["tokenSource"] = token_source
+    config = {"validationPolicy": "ALLOW_MISSING"} if allow_missing else {}
+    ours = envoy(spec(provider(KEY, issuer=ISSUER, claimsToHeaders=CLAIMS, **fields), **config))
+    native = envoy(None, bootstrap=native_bootstrap(native_fields, allow_missing))
+    return ours, native
+
+
+def assert_answer(resp, expected, path: str = "/get", native: bool = False) -> None:
+    """200 (passed), or the exact denial.  jwt_authn's realm keeps the query (this filter's
+    stops before it): for native only that part differs."""
+    if expected == 200:
+        assert_passed(resp)
+    elif native and "?" in path:
+        assert (resp.status, resp.body) == (401, expected), resp
+        assert resp.headers.get("www-authenticate") == (
+            f'Bearer realm="http://www.example.com{path}"' + ("" if expected == MISSING else ', error="invalid_token"'))
+    else:
+        assert_denied(resp, expected, path=path)
+
+
+def assert_both(pair, expected, path: str = "/get", **kw) -> None:
+    ours, native = pair
+    assert_answer(ours.get(path, **kw), expected, path)
+    assert_answer(native.get(path, **kw), expected, path, native=True)
+
+
+PREFIX_SOURCE = {"headers": [{"name": "prefix-header", "prefix": "CCCDDD"}]}
+PREFIX_NATIVE = {"from_headers": [{"name": "prefix-header", "value_prefix": "CCCDDD"}]}
+
+
+# Envoy's own jwt_authn extractor tests (provider prefix CCCDDD on prefix-header), and more.
+@pytest.mark.parametrize("value,expected", [
+    (f"preamble CCCDDD={TOKEN}", 200),
+    (f"CCCDDD={TOKEN}", 200),
+    (f"CCCDDD {TOKEN}", 200),
+    (f'x=1, CCCDDD="{TOKEN}', 200),
+    (f"preamble CCCDDD={TOKEN},extra=more", SIGNATURE_BAD_B64),
+    (f"CCCDDD={TOKEN[:-4]} {TOKEN[-4:]}", 200),
+    (f"CCCDDD={TOKEN} trailing", VERIFICATION_FAILS),
+    (f"CCCDDD={TOKEN}=", SIGNATURE_BAD_B64),
+    (f"CCCDDD={TOKEN}==", 200),
+    (f"cccddd={TOKEN}", MISSING),
+    (TOKEN, MISSING),
+    ("CCCDDD", BAD_FORMAT),
+    ("CCCDDD= ,", BAD_FORMAT),
+], ids=["preamble", "at-start", "space", "after-other-params", "comma-after", "space-inside-signature",
+        "word-after", "one-pad-of-two", "two-pads", "lower-case", "no-prefix", "prefix-only", "no-token-char-after"])
+def test_header_prefix_as_jwt_authn(envoy, value, expected):
+    """The token runs from the first base64url character after the prefix to the end of the
+    value; the signature's base64url skips whitespace and takes no or all due padding."""
+    assert_both(both(envoy, PREFIX_SOURCE, PREFIX_NATIVE), expected, headers={"prefix-header": value})
+
+
+@pytest.mark.parametrize("path,headers", [
+    ("/get?access_token=", {}),
+    ("/get?access_token", {}),
+    ("/get?a=1&access_token=&b=2", {}),
+    ("/get", {"Authorization": "Bearer ,"}),
+], ids=["empty-param", "param-without-equals", "empty-param-between", "bearer-comma"])
+@pytest.mark.parametrize("allow_missing", [False, True], ids=["require", "allow-missing"])
+def test_empty_token_is_malformed_not_missing(envoy, path, headers, allow_missing):
+    assert_both(both(envoy, None, {}, allow_missing=allow_missing), BAD_FORMAT, path, headers=headers)
+
+
+@pytest.mark.parametrize("value", ["", " ", "\t"], ids=["empty", "space", "tab"])
+def test_empty_prefixless_header_is_malformed(envoy, value):
+    pair = both(envoy, {"headers": [{"name": "X-Jwt"}]}, {"from_headers": [{"name": "x-jwt"}]})
+    assert_both(pair, BAD_FORMAT, headers=[("X-Jwt", value)])
+
+
+@pytest.mark.parametrize("value", ["Bearer ", "Bearer  ", "Bearer\t", "Bearer"], ids=["space", "spaces", "tab", "bare"])
+def test_bearer_without_token_arrives_trimmed_so_holds_no_token(envoy, value):
+    """Envoy's codec trims a header value's trailing whitespace, so `Bearer ` reaches both
+    filters as `Bearer`, which lacks the prefix `Bearer `: no token there, as in jwt_authn."""
+    assert_both(both(envoy, None, {}), MISSING, headers=[("Authorization", value)])
+
+
+# --------------------------------------------------------------------------- cookies
+#
+# tokenSource.cookies is this filter's extension of the Gloo schema, as jwt_authn's from_cookies
+# (Istio fromCookies).  Cookies are read as jwt_authn reads them; unlike jwt_authn (which leaves
+# cookies alone) the token cookie is removed before forwarding unless keepToken.
+
+COOKIES = {"cookies": ["jwt"]}
+COOKIES_NATIVE = {"from_cookies": ["jwt"]}
+
+
+@pytest.mark.parametrize("cookies,expected,forwarded", [
+    ([f"jwt={TOKEN}"], 200, []),
+    ([f'jwt="{TOKEN}"'], 200, []),
+    ([f"a=1; jwt={TOKEN}; b=2"], 200, ["a=1; b=2"]),
+    ([f"a=1;jwt={TOKEN};b"], 200, ["a=1; b"]),
+    ([f" jwt={TOKEN}"], 200, []),
+    (["a=1", f"jwt={TOKEN}", "b=2"], 200, ["a=1; b=2"]),
+    ([f"jwt={BAD_TOKEN}; jwt={TOKEN}"], VERIFICATION_FAILS, None),
+    (["jwt="], BAD_FORMAT, None),
+    ([f"Jwt={TOKEN}"], MISSING, None),
+    ([f"jwt ={TOKEN}"], MISSING, None),
+    ([f"xjwt={TOKEN}; jwtx={TOKEN}"], MISSING, None),
+    (["a=1"], MISSING, None),
+    ([], MISSING, None),
+], ids=["alone", "quoted", "among-others", "no-spaces", "leading-space", "several-cookie-headers",
+        "bad-then-good", "empty", "name-is-case-sensitive", "space-before-equals", "other-names", "absent",
+        "no-cookie-header"])
+def test_token_in_a_cookie(envoy, cookies, expected, forwarded):
+    ours, native = both(envoy, COOKIES, COOKIES_NATIVE)
+    headers = [("Cookie", c) for c in cookies]
+    assert_answer(native.get("/get", headers=headers), expected, native=True)
+    resp = ours.get("/get", headers=headers)
+    assert_answer(resp, expected)
+    if expected == 200:
+        echo = resp.echo()
+        assert echo.header("X-Sub") == ["alice"]
+        assert echo.header("Cookie") == forwarded
+
+
+def test_every_token_cookie_must_be_valid(envoy):
+    """Every cookie of the name is a token, as every query parameter of the name is: a bad one
+    after a good one is refused (jwt_authn reads only the first and lets this through)."""
+    ours, native = both(envoy, COOKIES, COOKIES_NATIVE)
+    headers = {"Cookie": f"jwt={TOKEN}; jwt={BAD_TOKEN}"}
+    assert_denied(ours.get("/get", headers=headers), VERIFICATION_FAILS)
+    assert_passed(native.get("/get", headers=headers))
+
+
+def test_keep_token_forwards_the_cookie_header_untouched(envoy):
+    proxy = envoy(one_provider(tokenSource=COOKIES, keepToken=True))
+    echo = assert_passed(proxy.get("/get", headers=[("Cookie", "a=1"), ("Cookie", f"jwt={TOKEN}; b=2")]))
+    assert echo.header("Cookie") == ["a=1", f"jwt={TOKEN}; b=2"]
+
+
+def test_cookies_with_headers_and_query(envoy):
+    proxy = envoy(one_provider(tokenSource={"cookies": ["jwt", "session"], "queryParams": ["auth_token"]}))
+    echo = assert_passed(proxy.get(f"/get?auth_token={TOKEN}&x=1",
+                                   headers={"Cookie": f"session={TOKEN}; theme=dark; jwt={TOKEN}"}))
+    assert echo.url == "/get?x=1"
+    assert echo.header("Cookie") == ["theme=dark"]
+    assert_denied(proxy.get("/get", headers={"Cookie": f"session={BAD_TOKEN}; jwt={TOKEN}"}), VERIFICATION_FAILS)
+    assert_denied(proxy.get("/get", headers=bearer(TOKEN)), MISSING)
