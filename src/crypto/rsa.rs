@@ -74,28 +74,70 @@ impl Hash {
     }
 }
 
-impl RsaKey {
-    /// From the big-endian modulus and exponent. `None` for an even, tiny or zero modulus.
-    pub fn new(n_be: &[u8], e_be: &[u8]) -> Option<RsaKey> {
-        let first = n_be.iter().position(|&b| b != 0)?;
-        let n_be = n_be.get(first..)?;
-        let k = n_be.len();
-        let bits = k * 8 - n_be.first()?.leading_zeros() as usize;
-        if bits < 512 || n_be.last()? & 1 == 0 {
-            return None;
+/// Why an RSA public key is refused (jwt_verify_lib's rules, for JWKS and PEM alike).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RsaKeyError {
+    /// `e` is neither 3 nor 65537 (with `e = 1` anyone could "sign": `s^1 = s`).
+    Exponent,
+    /// The modulus, leading zero bytes dropped, is not 1024 to 8192 bits long.
+    ModulusSize(usize),
+    /// An even modulus is not a product of two odd primes.
+    EvenModulus,
+}
+
+impl std::fmt::Display for RsaKeyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RsaKeyError::Exponent => f.write_str("RSA exponent [e] must be 3 or 65537"),
+            RsaKeyError::ModulusSize(bits) => write!(
+                f,
+                "RSA modulus [n] is {bits} bits, not {MIN_BITS} to {MAX_BITS}"
+            ),
+            RsaKeyError::EvenModulus => f.write_str("RSA modulus [n] is even"),
         }
-        let e_first = e_be.iter().position(|&b| b != 0)?;
-        Some(RsaKey {
-            ctx: Ctx::new(n_be)?,
-            e: e_be.get(e_first..)?.to_vec(),
+    }
+}
+
+/// The modulus sizes accepted, in bits (as jwt_verify_lib).
+pub const MIN_BITS: usize = 1024;
+pub const MAX_BITS: usize = 8192;
+
+/// `bytes` without its leading zero bytes.
+fn significant(bytes: &[u8]) -> &[u8] {
+    let first = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
+    bytes.get(first..).unwrap_or_default()
+}
+
+impl RsaKey {
+    /// From the big-endian modulus and exponent (leading zero bytes allowed, not counted): `e`
+    /// must be 3 or 65537 and `n` odd, of 1024 to 8192 bits.
+    pub fn new(n_be: &[u8], e_be: &[u8]) -> Result<RsaKey, RsaKeyError> {
+        let e = significant(e_be);
+        if e != [3] && e != [1, 0, 1] {
+            return Err(RsaKeyError::Exponent);
+        }
+        let n_be = significant(n_be);
+        let k = n_be.len();
+        let top = n_be.first().copied().unwrap_or(0);
+        let bits = (k * 8).saturating_sub(top.leading_zeros() as usize);
+        if !(MIN_BITS..=MAX_BITS).contains(&bits) {
+            return Err(RsaKeyError::ModulusSize(bits));
+        }
+        if n_be.last().is_none_or(|&b| b & 1 == 0) {
+            return Err(RsaKeyError::EvenModulus);
+        }
+        Ok(RsaKey {
+            // Cannot fail for an odd modulus of at most 8192 bits.
+            ctx: Ctx::new(n_be).ok_or(RsaKeyError::ModulusSize(bits))?,
+            e: e.to_vec(),
             k,
             bits,
         })
     }
 
     /// `s^e mod n` as `k` big-endian bytes; `None` when the signature is not `k` bytes or not
-    /// below `n`.
-    fn public_op(&self, signature: &[u8]) -> Option<Vec<u8>> {
+    /// below `n`. Public for the differential fuzz target.
+    pub fn public_op(&self, signature: &[u8]) -> Option<Vec<u8>> {
         if signature.len() != self.k {
             return None;
         }
@@ -297,13 +339,116 @@ mod tests {
         );
     }
 
+    /// An odd modulus of exactly `bits` bits (top bit set), big-endian.
+    fn modulus(bits: usize) -> Vec<u8> {
+        let mut n = vec![0xa5; bits.div_ceil(8)];
+        let top = (bits - 1) % 8;
+        n[0] = (n[0] | 1 << top) & (0xff >> (7 - top));
+        *n.last_mut().unwrap() |= 1;
+        n
+    }
+
+    #[test]
+    fn rejects_exponents_other_than_3_and_65537() {
+        let n = modulus(2048);
+        for e in [
+            &[1u8][..],
+            &[5],
+            &[0],
+            &[],
+            &[1, 0, 0, 1],
+            &[2],
+            &[1, 0, 1, 0],
+            &[0xff; 4],
+        ] {
+            assert_eq!(
+                RsaKey::new(&n, e).err(),
+                Some(RsaKeyError::Exponent),
+                "e = {e:?}"
+            );
+        }
+        for e in [&[3u8][..], &[1, 0, 1], &[0, 0, 3], &[0, 1, 0, 1]] {
+            assert!(RsaKey::new(&n, e).is_ok(), "e = {e:?}");
+        }
+    }
+
+    #[test]
+    fn e_equal_to_1_key_is_refused() {
+        // The forgery the exponent rule stops: with e = 1 the "signature" is the padded message
+        // itself (s^1 = s), which anyone can write. The real key (e = 65537) refuses it.
+        let (k, fast) = keys();
+        let n = k.n().to_bytes_be();
+        let (msg, _) = parts("RS256");
+        let mut em = vec![0x00, 0x01];
+        em.resize(256 - 19 - 32 - 1, 0xff);
+        em.push(0);
+        em.extend(Hash::Sha256.digest_info());
+        em.extend(Sha256::digest(&msg));
+        assert!(!fast.verify_pkcs1v15(Hash::Sha256, &msg, &em));
+        assert_eq!(RsaKey::new(&n, &[1]).err(), Some(RsaKeyError::Exponent));
+    }
+
+    #[test]
+    fn e_equal_to_3_verifies() {
+        let n_be = modulus(2048);
+        let key = RsaKey::new(&n_be, &[3]).unwrap();
+        let n = rsa::BigUint::from_bytes_be(&n_be);
+        let s = rsa::BigUint::from_bytes_be(&[0x5a; 255]);
+        let expected = s.modpow(&rsa::BigUint::from(3u32), &n).to_bytes_be();
+        let got = key.public_op(&[vec![0], s.to_bytes_be()].concat()).unwrap();
+        assert_eq!(rsa::BigUint::from_bytes_be(&got).to_bytes_be(), expected);
+    }
+
+    #[test]
+    fn modulus_of_1024_to_8192_bits_only() {
+        for (bits, ok) in [
+            (512, false),
+            (1023, false),
+            (1024, true),
+            (2048, true),
+            (4097, true),
+            (8192, true),
+            (8193, false),
+        ] {
+            let got = RsaKey::new(&modulus(bits), &[1, 0, 1]);
+            assert_eq!(got.is_ok(), ok, "{bits} bits");
+            if !ok {
+                assert_eq!(got.err(), Some(RsaKeyError::ModulusSize(bits)));
+            }
+        }
+    }
+
+    #[test]
+    fn leading_zero_bytes_do_not_count_in_the_modulus_size() {
+        // A 1023-bit modulus padded to 1032 bits is still 1023 bits.
+        let padded = [vec![0, 0], modulus(1023)].concat();
+        assert_eq!(
+            RsaKey::new(&padded, &[1, 0, 1]).err(),
+            Some(RsaKeyError::ModulusSize(1023))
+        );
+        // An 8192-bit modulus with zero bytes in front (1027 bytes) is 8192 bits.
+        let padded = [vec![0, 0, 0], modulus(8192)].concat();
+        let key = RsaKey::new(&padded, &[1, 0, 1]).unwrap();
+        assert_eq!((key.k, key.bits), (1024, 8192));
+    }
+
     #[test]
     fn rejects_bad_moduli() {
-        assert!(RsaKey::new(&[0; 256], &[1, 0, 1]).is_none());
-        assert!(RsaKey::new(&[0xff; 32], &[1, 0, 1]).is_none(), "too small");
+        assert_eq!(
+            RsaKey::new(&[0; 256], &[1, 0, 1]).err(),
+            Some(RsaKeyError::ModulusSize(0))
+        );
+        assert!(RsaKey::new(&[0xff; 32], &[1, 0, 1]).is_err(), "too small");
         let mut even = vec![0xff; 256];
         even[255] = 0xfe;
-        assert!(RsaKey::new(&even, &[1, 0, 1]).is_none());
-        assert!(RsaKey::new(&[0xff; 256], &[0]).is_none());
+        assert_eq!(
+            RsaKey::new(&even, &[1, 0, 1]).err(),
+            Some(RsaKeyError::EvenModulus)
+        );
+        assert!(RsaKey::new(&[0xff; 256], &[0]).is_err());
+        assert_eq!(
+            RsaKeyError::ModulusSize(1023).to_string(),
+            "RSA modulus [n] is 1023 bits, not 1024 to 8192"
+        );
     }
 }
