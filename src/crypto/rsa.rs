@@ -167,66 +167,77 @@ impl RsaKey {
         em == expected
     }
 
-    /// RSASSA-PSS with MGF1 of the same hash and a salt as long as the hash (PS256/384/512).
+    /// RSASSA-PSS with MGF1 of the same hash (PS256/384/512) and a salt of any length, recovered
+    /// from the encoded message as BoringSSL does for `jwt_authn` (salt length "auto", -2).
     pub fn verify_pss(&self, hash: Hash, msg: &[u8], signature: &[u8]) -> bool {
         let Some(em_full) = self.public_op(signature) else {
             return false;
         };
-        let h_len = hash.len();
         let em_bits = self.bits - 1;
         let em_len = em_bits.div_ceil(8);
         // `em_full` is k bytes; the encoded message is its last em_len bytes.
         let Some(skip) = self.k.checked_sub(em_len) else {
             return false;
         };
-        if em_full
-            .get(..skip)
-            .is_none_or(|lead| lead.iter().any(|&b| b != 0))
-        {
-            return false;
+        match em_full.split_at_checked(skip) {
+            Some((lead, em)) if lead.iter().all(|&b| b == 0) => {
+                pss_encoding_verifies(hash, msg, em, em_bits)
+            }
+            _ => false,
         }
-        let Some(em) = em_full.get(skip..) else {
-            return false;
-        };
-        let s_len = h_len;
-        if em_len < h_len + s_len + 2 || em.last() != Some(&0xbc) {
-            return false;
-        }
-        let db_len = em_len - h_len - 1;
-        let (Some(masked_db), Some(hh)) = (em.get(..db_len), em.get(db_len..em_len - 1)) else {
-            return false;
-        };
-        let zero_bits = 8 * em_len - em_bits;
-        let top_mask = 0xffu8.checked_shr(zero_bits as u32).unwrap_or(0);
-        if masked_db.first().is_none_or(|&b| b & !top_mask != 0) {
-            return false;
-        }
-        // MGF1(H, db_len)
-        let mut db = Vec::with_capacity(db_len + h_len);
-        let mut counter: u32 = 0;
-        while db.len() < db_len {
-            db.extend(hash.digest(&[hh, &counter.to_be_bytes()]));
-            counter += 1;
-        }
-        db.truncate(db_len);
-        for (d, m) in db.iter_mut().zip(masked_db) {
-            *d ^= m;
-        }
-        if let Some(first) = db.first_mut() {
-            *first &= top_mask;
-        }
-        let ps_len = em_len - h_len - s_len - 2;
-        if db.get(..ps_len).is_none_or(|ps| ps.iter().any(|&b| b != 0))
-            || db.get(ps_len) != Some(&0x01)
-        {
-            return false;
-        }
-        let Some(salt) = db.get(ps_len + 1..) else {
-            return false;
-        };
-        let m_hash = hash.digest(&[msg]);
-        hash.digest(&[&[0u8; 8], &m_hash, salt]) == hh
     }
+}
+
+/// EMSA-PSS-VERIFY (RFC 8017 §9.1.2) with MGF1 of `hash` and the salt length unknown: step 10
+/// reads `DB = 00…00 || 01 || salt`, the salt being whatever follows the first non-zero byte of
+/// DB, which must be 01 (BoringSSL's `RSA_PSS_SALTLEN_AUTO`). `em` is `ceil(em_bits/8)` bytes.
+fn pss_encoding_verifies(hash: Hash, msg: &[u8], em: &[u8], em_bits: usize) -> bool {
+    let h_len = hash.len();
+    let em_len = em.len();
+    // Step 3 with the shortest salt (0 bytes); step 4.
+    if em_len != em_bits.div_ceil(8) || em_len < h_len + 2 || em.last() != Some(&0xbc) {
+        return false;
+    }
+    let db_len = em_len - h_len - 1;
+    let (Some(masked_db), Some(hh)) = (em.get(..db_len), em.get(db_len..em_len - 1)) else {
+        return false;
+    };
+    // Step 6: the bits above em_bits are zero.
+    let zero_bits = 8 * em_len - em_bits;
+    let top_mask = 0xffu8.checked_shr(zero_bits as u32).unwrap_or(0);
+    if masked_db.first().is_none_or(|&b| b & !top_mask != 0) {
+        return false;
+    }
+    // Steps 7-9: DB = maskedDB xor MGF1(H, db_len), top bits cleared.
+    let mut db = mgf1(hash, hh, db_len);
+    for (d, m) in db.iter_mut().zip(masked_db) {
+        *d ^= m;
+    }
+    if let Some(first) = db.first_mut() {
+        *first &= top_mask;
+    }
+    // Step 10, salt length unknown: zero padding, then 01, then the salt (maybe empty).
+    let Some(separator) = db.iter().position(|&b| b != 0) else {
+        return false;
+    };
+    let (Some(&0x01), Some(salt)) = (db.get(separator), db.get(separator + 1..)) else {
+        return false;
+    };
+    // Steps 12-14.
+    let m_hash = hash.digest(&[msg]);
+    hash.digest(&[&[0u8; 8], &m_hash, salt]) == hh
+}
+
+/// MGF1 with `hash`: `len` bytes from `seed`.
+fn mgf1(hash: Hash, seed: &[u8], len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + hash.len());
+    let mut counter: u32 = 0;
+    while out.len() < len {
+        out.extend(hash.digest(&[seed, &counter.to_be_bytes()]));
+        counter = counter.wrapping_add(1);
+    }
+    out.truncate(len);
+    out
 }
 
 #[cfg(test)]
@@ -299,6 +310,36 @@ mod tests {
             other[0] ^= 1;
             assert!(!fast.verify_pkcs1v15(hash, &other, &sig) || pss);
             assert!(!fast.verify_pss(hash, &other, &sig) || !pss);
+        }
+    }
+
+    #[test]
+    fn pss_tokens_with_the_longest_salt_or_none_verify() {
+        // Signed by Python's `cryptography` with `PSS.MAX_LENGTH` and with salt length 0.
+        use rsa::pkcs8::DecodePublicKey;
+        let k = RsaPublicKey::from_public_key_pem(&pem("rsa_pss")).unwrap();
+        let key = RsaKey::new(&k.n().to_bytes_be(), &k.e().to_bytes_be()).unwrap();
+        for (alg, hash) in [
+            ("PS256", Hash::Sha256),
+            ("PS384", Hash::Sha384),
+            ("PS512", Hash::Sha512),
+        ] {
+            for salt in ["max", "0"] {
+                let (msg, sig) = parts(&format!("{alg}_salt_{salt}"));
+                assert!(key.verify_pss(hash, &msg, &sig), "{alg} salt {salt}");
+                let mut other = msg.clone();
+                other[3] ^= 1;
+                assert!(
+                    !key.verify_pss(hash, &other, &sig),
+                    "{alg} salt {salt}, other message"
+                );
+                let mut bad = sig.clone();
+                bad[100] ^= 1;
+                assert!(
+                    !key.verify_pss(hash, &msg, &bad),
+                    "{alg} salt {salt}, bad signature"
+                );
+            }
         }
     }
 
@@ -450,5 +491,105 @@ mod tests {
             RsaKeyError::ModulusSize(1023).to_string(),
             "RSA modulus [n] is 1023 bits, not 1024 to 8192"
         );
+    }
+
+    /// EMSA-PSS-ENCODE (RFC 8017 §9.1.1) with any salt, and `tweak` applied to DB before masking.
+    fn pss_encode(
+        hash: Hash,
+        msg: &[u8],
+        salt: &[u8],
+        em_bits: usize,
+        tweak: impl Fn(&mut Vec<u8>),
+    ) -> Vec<u8> {
+        let em_len = em_bits.div_ceil(8);
+        let h = hash.digest(&[&[0u8; 8], &hash.digest(&[msg]), salt]);
+        let db_len = em_len - hash.len() - 1;
+        let mut db = vec![0u8; db_len - salt.len() - 1];
+        db.push(0x01);
+        db.extend(salt);
+        tweak(&mut db);
+        let mask = mgf1(hash, &h, db_len);
+        let mut em: Vec<u8> = db.iter().zip(&mask).map(|(d, m)| d ^ m).collect();
+        em[0] &= 0xff >> (8 * em_len - em_bits);
+        em.extend(&h);
+        em.push(0xbc);
+        em
+    }
+
+    #[test]
+    fn pss_accepts_every_salt_length() {
+        for (hash, em_bits) in [
+            (Hash::Sha256, 2047usize),
+            (Hash::Sha384, 3071),
+            (Hash::Sha512, 4095),
+            (Hash::Sha256, 2048),
+        ] {
+            let em_len = em_bits.div_ceil(8);
+            let max = em_len - hash.len() - 2;
+            for s_len in [
+                0,
+                1,
+                20,
+                hash.len() - 1,
+                hash.len(),
+                hash.len() + 1,
+                max - 1,
+                max,
+            ] {
+                let salt = vec![0x5a; s_len];
+                let em = pss_encode(hash, b"msg", &salt, em_bits, |_| {});
+                assert!(
+                    pss_encoding_verifies(hash, b"msg", &em, em_bits),
+                    "{hash:?} salt {s_len}"
+                );
+                assert!(
+                    !pss_encoding_verifies(hash, b"other", &em, em_bits),
+                    "{hash:?} salt {s_len}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn pss_rejects_every_other_encoding() {
+        let (hash, em_bits) = (Hash::Sha256, 2047);
+        let ok = |em: &[u8]| pss_encoding_verifies(hash, b"msg", em, em_bits);
+        let salt = [7u8; 32];
+        // A separator other than 01, or missing (DB all zero: the 01 turned into 00).
+        for sep in [0x00, 0x02, 0x03, 0x81, 0xff] {
+            let em = pss_encode(hash, b"msg", &salt, em_bits, |db| {
+                let i = db.len() - salt.len() - 1;
+                db[i] = sep;
+            });
+            assert!(!ok(&em), "separator {sep:#x}");
+        }
+        let all_zero = pss_encode(hash, b"msg", &[], em_bits, |db| {
+            db.iter_mut().for_each(|b| *b = 0)
+        });
+        assert!(!ok(&all_zero), "DB all zero");
+        // A non-zero byte in the padding before the 01 (it would be read as a wrong separator).
+        let em = pss_encode(hash, b"msg", &salt, em_bits, |db| db[3] = 0x01);
+        assert!(
+            !ok(&em),
+            "an earlier 01 makes the salt longer: the hash no longer matches"
+        );
+        let em = pss_encode(hash, b"msg", &salt, em_bits, |db| db[3] = 0x10);
+        assert!(!ok(&em), "non-zero padding");
+        // The bit above em_bits set (in maskedDB), the trailer, the length.
+        let good = pss_encode(hash, b"msg", &salt, em_bits, |_| {});
+        assert!(ok(&good));
+        let mut em = good.clone();
+        em[0] |= 0x80;
+        assert!(!ok(&em), "top bit set");
+        let mut em = good.clone();
+        *em.last_mut().unwrap() = 0xbd;
+        assert!(!ok(&em), "trailer");
+        assert!(!ok(&good[1..]), "short");
+        assert!(!ok(&[good.clone(), vec![0]].concat()), "long");
+        let mut em = good.clone();
+        em[255 - 32] ^= 1;
+        assert!(!ok(&em), "H changed");
+        assert!(!pss_encoding_verifies(hash, b"msg", &[0xbc; 33], em_bits));
+        assert!(!pss_encoding_verifies(hash, b"msg", &[], 0));
     }
 }

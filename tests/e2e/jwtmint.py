@@ -89,13 +89,16 @@ class Key:
         return self.alg[:2] if self.alg not in ED_ALGS else "Ed"
 
     # signing ---------------------------------------------------------------
-    def sign(self, signing_input: bytes, alg: str | None = None) -> bytes:
+    def sign(self, signing_input: bytes, alg: str | None = None, pss_salt: int | str | None = None) -> bytes:
+        """``pss_salt`` (PS* only): the salt length, ``"max"`` for ``PSS.MAX_LENGTH``, or None
+        for the hash length (what RFC 7518 asks; BoringSSL, so jwt_authn, accepts any)."""
         alg = alg or self.alg
         bits = alg[-3:]
         if alg in RSA_ALGS:
             return self.private.sign(signing_input, padding.PKCS1v15(), _HASHES[bits]())
         if alg in PSS_ALGS:
-            pss = padding.PSS(mgf=padding.MGF1(_HASHES[bits]()), salt_length=_HASHES[bits].digest_size)
+            salt = {None: _HASHES[bits].digest_size, "max": padding.PSS.MAX_LENGTH}.get(pss_salt, pss_salt)
+            pss = padding.PSS(mgf=padding.MGF1(_HASHES[bits]()), salt_length=salt)
             return self.private.sign(signing_input, pss, _HASHES[bits]())
         if alg in EC_ALGS:
             size = _CURVES[alg][2]
@@ -198,16 +201,18 @@ def header_for(key: Key, alg: str | None = None, kid: Any = ..., typ: str | None
 
 
 def mint(key: Key, payload: dict | None = None, *, header: dict | None = None, alg: str | None = None,
-         kid: Any = ..., sign_alg: str | None = None, **header_extra: Any) -> str:
+         kid: Any = ..., sign_alg: str | None = None, pss_salt: int | str | None = None,
+         **header_extra: Any) -> str:
     """A signed JWT.
 
     ``header`` replaces the generated header entirely; otherwise it is
     ``{"alg": alg or key.alg, "typ": "JWT", "kid": kid or key.kid, **header_extra}``.
-    ``sign_alg`` signs with another algorithm than the header names."""
+    ``sign_alg`` signs with another algorithm than the header names; ``pss_salt`` sets the PS*
+    salt length (see ``Key.sign``)."""
     header = header if header is not None else header_for(key, alg, kid, **header_extra)
     payload = payload if payload is not None else claims()
     signing_input = f"{b64json(header)}.{b64json(payload)}"
-    signature = key.sign(signing_input.encode(), sign_alg or (alg or key.alg))
+    signature = key.sign(signing_input.encode(), sign_alg or (alg or key.alg), pss_salt=pss_salt)
     return f"{signing_input}.{b64url(signature)}"
 
 
