@@ -164,6 +164,38 @@ def generate(alg: str, kid: str | None = None, rsa_bits: int = 2048) -> Key:
     raise ValueError(f"unknown algorithm {alg}")
 
 
+def _der(tag: int, value: bytes) -> bytes:
+    n = len(value)
+    length = bytes([n]) if n < 0x80 else bytes([0x80 | ((n.bit_length() + 7) // 8)]) + _int_bytes(n)
+    return bytes([tag]) + length + value
+
+
+def rsa_public_pem(n: int, e: int) -> str:
+    """The SPKI PEM of any RSA numbers, also those ``cryptography`` refuses to build (``e = 1``)."""
+    def integer(v: int) -> bytes:
+        return _der(0x02, v.to_bytes(v.bit_length() // 8 + 1, "big"))  # a leading 0 keeps it positive
+    rsa_oid = _der(0x06, bytes.fromhex("2a864886f70d010101"))
+    algorithm = _der(0x30, rsa_oid + b"\x05\x00")
+    spki = _der(0x30, algorithm + _der(0x03, b"\x00" + _der(0x30, integer(n) + integer(e))))
+    body = base64.encodebytes(spki).decode().replace("\n", "")
+    lines = [body[i:i + 64] for i in range(0, len(body), 64)]
+    return "-----BEGIN PUBLIC KEY-----\n" + "\n".join(lines) + "\n-----END PUBLIC KEY-----\n"
+
+
+_DIGEST_INFO = {  # DER DigestInfo prefixes of PKCS#1 v1.5 signatures (RFC 8017 §9.2)
+    "256": bytes.fromhex("3031300d060960864801650304020105000420"),
+    "384": bytes.fromhex("3041300d060960864801650304020205000430"),
+    "512": bytes.fromhex("3051300d060960864801650304020305000440"),
+}
+
+
+def pkcs1v15_encoding(signing_input: bytes, alg: str, k: int) -> bytes:
+    """EMSA-PKCS1-v1_5 of ``signing_input`` for RS256/384/512 in ``k`` bytes: with ``e = 1`` it is
+    its own signature (``s^1 = s``), the forgery an exponent check must stop."""
+    t = _DIGEST_INFO[alg[-3:]] + _HASHLIB[alg[-3:]](signing_input).digest()
+    return b"\x00\x01" + b"\xff" * (k - len(t) - 3) + b"\x00" + t
+
+
 def hmac_key(secret: bytes, alg: str = "HS256", kid: str | None = None) -> Key:
     return Key(alg, None, kid, secret=secret)
 
