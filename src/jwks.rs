@@ -3,16 +3,10 @@
 //! Like jwt_verify_lib, a JWKS keeps its valid keys and drops the invalid ones; a document with
 //! no valid key at all is an error.
 
-use rsa::RsaPublicKey;
-use rsa::traits::PublicKeyParts;
-
-use crate::crypto::rsa::RsaKey;
 use serde_json::{Map, Value};
 
 use crate::b64;
-
-/// RSA moduli up to this many bits are accepted (the `rsa` crate's default cap is 4096).
-const MAX_RSA_BITS: usize = 8192;
+use crate::crypto::rsa::RsaKey;
 
 /// The material of one key, ready to verify.
 #[derive(Clone)]
@@ -143,13 +137,7 @@ fn parse_jwk(jwk: &Value) -> Result<Key, String> {
     let material = match kty {
         "RSA" => {
             let (n, e) = (b64_field(jwk, "n")?, b64_field(jwk, "e")?);
-            if n.len() * 8 > MAX_RSA_BITS + 8 {
-                return Err("RSA modulus over 8192 bits".into());
-            }
-            Material::Rsa(
-                RsaKey::new(&n, &e)
-                    .ok_or("bad RSA key (modulus even or under 512 bits, or zero exponent)")?,
-            )
+            Material::Rsa(RsaKey::new(&n, &e).map_err(|why| why.to_string())?)
         }
         "EC" => {
             let crv = str_field(jwk, "crv")?.ok_or("[crv] is missing")?;
@@ -235,21 +223,38 @@ pub fn parse_pem(text: &str) -> Result<Jwks, JwksError> {
     Ok(out)
 }
 
-fn rsa_material(key: &RsaPublicKey) -> Result<Material, JwksError> {
-    RsaKey::new(&key.n().to_bytes_be(), &key.e().to_bytes_be())
+/// An RSA key from PKCS#1 `RSAPublicKey` DER, under the same rules as a JWK (`e` 3 or 65537,
+/// 1024 to 8192 bits). Parsed here rather than by the `rsa` crate, whose keys stop at 4096 bits.
+fn rsa_material(pkcs1_der: &[u8]) -> Result<Material, JwksError> {
+    let key = rsa::pkcs1::RsaPublicKey::try_from(pkcs1_der)
+        .map_err(|e| JwksError::BadPem(format!("bad RSA public key: {e}")))?;
+    RsaKey::new(key.modulus.as_bytes(), key.public_exponent.as_bytes())
         .map(Material::Rsa)
-        .ok_or_else(|| JwksError::BadPem("RSA modulus even or under 512 bits".into()))
+        .map_err(|why| JwksError::BadPem(why.to_string()))
+}
+
+/// The PKCS#1 key inside an SPKI, `None` when the SPKI is not an RSA key.
+fn rsa_spki(spki_der: &[u8]) -> Option<Result<&[u8], JwksError>> {
+    use rsa::pkcs8::der::asn1::{AnyRef, Null};
+    let spki = rsa::pkcs8::SubjectPublicKeyInfoRef::try_from(spki_der).ok()?;
+    if spki.algorithm.oid != rsa::pkcs1::ALGORITHM_OID {
+        return None;
+    }
+    let bad = || JwksError::BadPem("bad RSA public key".into());
+    // Parameters must be NULL (RFC 3279), as the `rsa` crate requires.
+    if spki.algorithm.parameters != Some(AnyRef::from(Null)) {
+        return Some(Err(bad()));
+    }
+    Some(spki.subject_public_key.as_bytes().ok_or_else(bad))
 }
 
 fn pem_block(pem: &str) -> Result<Material, JwksError> {
     use p256::pkcs8::DecodePublicKey as _;
-    use rsa::pkcs1::DecodeRsaPublicKey as _;
-    use rsa::pkcs8::DecodePublicKey as _;
 
     if pem.starts_with("-----BEGIN RSA PUBLIC KEY-----") {
-        return RsaPublicKey::from_pkcs1_pem(pem)
-            .map_err(|e| JwksError::BadPem(format!("bad PKCS#1 RSA key: {e}")))
-            .and_then(|k| rsa_material(&k));
+        let (_, der) = rsa::pkcs8::der::pem::decode_vec(pem.as_bytes())
+            .map_err(|e| JwksError::BadPem(format!("bad PKCS#1 RSA key: {e}")))?;
+        return rsa_material(&der);
     }
     if !pem.starts_with("-----BEGIN PUBLIC KEY-----") {
         let label = pem.lines().next().unwrap_or_default();
@@ -257,8 +262,10 @@ fn pem_block(pem: &str) -> Result<Material, JwksError> {
             "{label} is not a public key (want -----BEGIN PUBLIC KEY-----)"
         )));
     }
-    if let Ok(k) = RsaPublicKey::from_public_key_pem(pem) {
-        return rsa_material(&k);
+    if let Ok((_, der)) = rsa::pkcs8::der::pem::decode_vec(pem.as_bytes())
+        && let Some(pkcs1) = rsa_spki(&der)
+    {
+        return rsa_material(pkcs1?);
     }
     if let Ok(k) = p256::PublicKey::from_public_key_pem(pem) {
         return Ok(Material::P256(k.into()));
@@ -355,5 +362,174 @@ mod tests {
             parse_inline("-----BEGIN"),
             Err(JwksError::BadPem(_))
         ));
+    }
+
+    /// DER length and value of one TLV.
+    fn tlv(tag: u8, value: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        let len = value.len();
+        if len < 0x80 {
+            out.push(len as u8);
+        } else {
+            let bytes: Vec<u8> = len
+                .to_be_bytes()
+                .into_iter()
+                .skip_while(|&b| b == 0)
+                .collect();
+            out.push(0x80 | bytes.len() as u8);
+            out.extend(bytes);
+        }
+        out.extend(value);
+        out
+    }
+
+    fn der_uint(bytes: &[u8]) -> Vec<u8> {
+        let bytes = significant(bytes);
+        let mut v = if bytes.first().is_some_and(|&b| b & 0x80 != 0) {
+            vec![0]
+        } else {
+            vec![]
+        };
+        v.extend(bytes);
+        tlv(0x02, &v)
+    }
+
+    fn significant(bytes: &[u8]) -> &[u8] {
+        &bytes[bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len())..]
+    }
+
+    /// (SPKI PEM, PKCS#1 PEM) of an RSA public key with these numbers.
+    fn rsa_pems(n: &[u8], e: &[u8]) -> (String, String) {
+        use rsa::pkcs8::der::pem::{LineEnding, encode_string};
+        let pkcs1 = tlv(0x30, &[der_uint(n), der_uint(e)].concat());
+        let alg = tlv(
+            0x30,
+            &[
+                tlv(
+                    0x06,
+                    &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01],
+                ),
+                vec![0x05, 0x00],
+            ]
+            .concat(),
+        );
+        let spki = tlv(
+            0x30,
+            &[alg, tlv(0x03, &[vec![0], pkcs1.clone()].concat())].concat(),
+        );
+        (
+            encode_string("PUBLIC KEY", LineEnding::LF, &spki).unwrap(),
+            encode_string("RSA PUBLIC KEY", LineEnding::LF, &pkcs1).unwrap(),
+        )
+    }
+
+    /// An odd modulus of exactly `bits` bits.
+    fn modulus(bits: usize) -> Vec<u8> {
+        let mut n = vec![0xc3; bits.div_ceil(8)];
+        let top = (bits - 1) % 8;
+        n[0] = (n[0] | 1 << top) & (0xff >> (7 - top));
+        *n.last_mut().unwrap() |= 1;
+        n
+    }
+
+    fn rsa_jwk(n: &[u8], e: &[u8], kid: &str) -> String {
+        format!(
+            r#"{{"kty":"RSA","kid":"{kid}","n":"{}","e":"{}"}}"#,
+            b64::encode_url(n),
+            b64::encode_url(e)
+        )
+    }
+
+    #[test]
+    fn jwks_drops_rsa_keys_with_a_bad_exponent_or_size_and_keeps_the_others() {
+        let good = rsa_jwk(&modulus(2048), &[1, 0, 1], "good");
+        let e3 = rsa_jwk(&modulus(2048), &[3], "e3");
+        let bad = [
+            rsa_jwk(&modulus(2048), &[1], "e1"),
+            rsa_jwk(&modulus(2048), &[5], "e5"),
+            rsa_jwk(&modulus(1023), &[1, 0, 1], "small"),
+            rsa_jwk(
+                &[vec![0; 4], modulus(1023)].concat(),
+                &[1, 0, 1],
+                "padded-small",
+            ),
+            rsa_jwk(&modulus(8193), &[1, 0, 1], "big"),
+        ];
+        let doc = format!(r#"{{"keys":[{},{good},{e3}]}}"#, bad.join(","));
+        let jwks = parse_jwks(doc.as_bytes()).unwrap();
+        let kids: Vec<_> = jwks
+            .keys
+            .iter()
+            .map(|k| k.kid.as_deref().unwrap())
+            .collect();
+        assert_eq!(kids, ["good", "e3"]);
+        for (jwk, why) in bad.iter().zip([
+            "RSA exponent [e] must be 3 or 65537",
+            "RSA exponent [e] must be 3 or 65537",
+            "RSA modulus [n] is 1023 bits, not 1024 to 8192",
+            "RSA modulus [n] is 1023 bits, not 1024 to 8192",
+            "RSA modulus [n] is 8193 bits, not 1024 to 8192",
+        ]) {
+            let err = parse_jwks(format!(r#"{{"keys":[{jwk}]}}"#).as_bytes()).unwrap_err();
+            assert_eq!(err, JwksError::NoValidKeys(format!("keys[0]: {why}")));
+            assert!(
+                err.to_string()
+                    .starts_with("Jwks doesn't have any valid public key")
+            );
+        }
+    }
+
+    #[test]
+    fn jwks_modulus_with_leading_zero_bytes_is_judged_by_its_real_size() {
+        for bits in [1024, 8192] {
+            let jwk = rsa_jwk(&[vec![0; 3], modulus(bits)].concat(), &[0, 1, 0, 1], "k");
+            assert!(
+                parse_jwks(format!(r#"{{"keys":[{jwk}]}}"#).as_bytes()).is_ok(),
+                "{bits}"
+            );
+        }
+    }
+
+    #[test]
+    fn pem_rsa_keys_follow_the_jwks_rules() {
+        for (bits, e, why) in [
+            (
+                2048,
+                &[1u8][..],
+                Some("RSA exponent [e] must be 3 or 65537"),
+            ),
+            (2048, &[5], Some("RSA exponent [e] must be 3 or 65537")),
+            (
+                1023,
+                &[1, 0, 1],
+                Some("RSA modulus [n] is 1023 bits, not 1024 to 8192"),
+            ),
+            (
+                8193,
+                &[1, 0, 1],
+                Some("RSA modulus [n] is 8193 bits, not 1024 to 8192"),
+            ),
+            (1024, &[1, 0, 1], None),
+            (2048, &[3], None),
+            (8192, &[1, 0, 1], None), // the `rsa` crate alone stops at 4096
+        ] {
+            let (spki, pkcs1) = rsa_pems(&modulus(bits), e);
+            for pem in [spki, pkcs1] {
+                let got = parse_pem(&pem);
+                match why {
+                    Some(why) => assert_eq!(got.unwrap_err(), JwksError::BadPem(why.into())),
+                    None => assert!(
+                        matches!(got.unwrap().keys[0].material, Material::Rsa(_)),
+                        "{bits} bits, e {e:?}"
+                    ),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn pem_of_the_fixture_rsa_key_still_parses() {
+        let jwks = parse_pem(&crate::testkit::pem("rsa")).unwrap();
+        assert!(matches!(jwks.keys[0].material, Material::Rsa(_)));
     }
 }

@@ -123,6 +123,19 @@ mod tests {
     }
 
     #[test]
+    fn pss_tokens_with_any_salt_length_verify_as_in_boringssl() {
+        let jwks = jwks_of(vec![jwk("rsa_pss", json!({}))]);
+        let pem_keys = parse_pem(&pem("rsa_pss")).unwrap();
+        for alg in ["PS256", "PS384", "PS512"] {
+            for salt in ["max", "0"] {
+                let name = format!("{alg}_salt_{salt}");
+                assert_eq!(check(&name, &jwks), Ok(()), "{name}");
+                assert_eq!(check(&name, &pem_keys), Ok(()), "{name} with the PEM");
+            }
+        }
+    }
+
+    #[test]
     fn every_asymmetric_algorithm_verifies_with_its_pem() {
         for (key, algs) in [
             ("rsa", &["RS256", "PS512"][..]),

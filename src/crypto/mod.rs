@@ -4,3 +4,6 @@
 
 pub mod mont;
 pub mod rsa;
+
+#[cfg(test)]
+mod wycheproof;

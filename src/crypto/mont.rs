@@ -310,6 +310,14 @@ impl Ctx {
                 }
             }
         }
+        if !started {
+            // e = 0: base^0 = 1, R mod n in the Montgomery domain.
+            let mut one = vec![0u32; l];
+            if let Some(first) = one.first_mut() {
+                *first = 1;
+            }
+            self.mul(&mut acc, &one, &self.rr, &mut s);
+        }
         // Out of the Montgomery domain: a·1·R^-1, the reduction alone (at most n).
         self.reduce_columns(&mut scratch, &mut s.m, |k| {
             acc.get(k).map_or(0, |&x| u64::from(x))
@@ -359,7 +367,14 @@ mod tests {
                     1 => BigUint::from(2u32),
                     _ => BigUint::from_bytes_be(&random_odd(bytes, &mut next)) % &n,
                 };
-                for e in [&[1, 0, 1][..], &[3], &[1], &[0xff, 0xff, 0xff, 0xff]] {
+                for e in [
+                    &[1, 0, 1][..],
+                    &[3],
+                    &[1],
+                    &[0xff, 0xff, 0xff, 0xff],
+                    &[0],
+                    &[],
+                ] {
                     let expected = s.modpow(&BigUint::from_bytes_be(e), &n);
                     let base = ctx.load(&s.to_bytes_be()).unwrap();
                     let got = BigUint::from_bytes_be(&ctx.pow(&base, e, bytes));

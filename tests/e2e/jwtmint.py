@@ -89,13 +89,16 @@ class Key:
         return self.alg[:2] if self.alg not in ED_ALGS else "Ed"
 
     # signing ---------------------------------------------------------------
-    def sign(self, signing_input: bytes, alg: str | None = None) -> bytes:
+    def sign(self, signing_input: bytes, alg: str | None = None, pss_salt: int | str | None = None) -> bytes:
+        """``pss_salt`` (PS* only): the salt length, ``"max"`` for ``PSS.MAX_LENGTH``, or None
+        for the hash length (what RFC 7518 asks; BoringSSL, so jwt_authn, accepts any)."""
         alg = alg or self.alg
         bits = alg[-3:]
         if alg in RSA_ALGS:
             return self.private.sign(signing_input, padding.PKCS1v15(), _HASHES[bits]())
         if alg in PSS_ALGS:
-            pss = padding.PSS(mgf=padding.MGF1(_HASHES[bits]()), salt_length=_HASHES[bits].digest_size)
+            salt = {None: _HASHES[bits].digest_size, "max": padding.PSS.MAX_LENGTH}.get(pss_salt, pss_salt)
+            pss = padding.PSS(mgf=padding.MGF1(_HASHES[bits]()), salt_length=salt)
             return self.private.sign(signing_input, pss, _HASHES[bits]())
         if alg in EC_ALGS:
             size = _CURVES[alg][2]
@@ -161,6 +164,38 @@ def generate(alg: str, kid: str | None = None, rsa_bits: int = 2048) -> Key:
     raise ValueError(f"unknown algorithm {alg}")
 
 
+def _der(tag: int, value: bytes) -> bytes:
+    n = len(value)
+    length = bytes([n]) if n < 0x80 else bytes([0x80 | ((n.bit_length() + 7) // 8)]) + _int_bytes(n)
+    return bytes([tag]) + length + value
+
+
+def rsa_public_pem(n: int, e: int) -> str:
+    """The SPKI PEM of any RSA numbers, also those ``cryptography`` refuses to build (``e = 1``)."""
+    def integer(v: int) -> bytes:
+        return _der(0x02, v.to_bytes(v.bit_length() // 8 + 1, "big"))  # a leading 0 keeps it positive
+    rsa_oid = _der(0x06, bytes.fromhex("2a864886f70d010101"))
+    algorithm = _der(0x30, rsa_oid + b"\x05\x00")
+    spki = _der(0x30, algorithm + _der(0x03, b"\x00" + _der(0x30, integer(n) + integer(e))))
+    body = base64.encodebytes(spki).decode().replace("\n", "")
+    lines = [body[i:i + 64] for i in range(0, len(body), 64)]
+    return "-----BEGIN PUBLIC KEY-----\n" + "\n".join(lines) + "\n-----END PUBLIC KEY-----\n"
+
+
+_DIGEST_INFO = {  # DER DigestInfo prefixes of PKCS#1 v1.5 signatures (RFC 8017 §9.2)
+    "256": bytes.fromhex("3031300d060960864801650304020105000420"),
+    "384": bytes.fromhex("3041300d060960864801650304020205000430"),
+    "512": bytes.fromhex("3051300d060960864801650304020305000440"),
+}
+
+
+def pkcs1v15_encoding(signing_input: bytes, alg: str, k: int) -> bytes:
+    """EMSA-PKCS1-v1_5 of ``signing_input`` for RS256/384/512 in ``k`` bytes: with ``e = 1`` it is
+    its own signature (``s^1 = s``), the forgery an exponent check must stop."""
+    t = _DIGEST_INFO[alg[-3:]] + _HASHLIB[alg[-3:]](signing_input).digest()
+    return b"\x00\x01" + b"\xff" * (k - len(t) - 3) + b"\x00" + t
+
+
 def hmac_key(secret: bytes, alg: str = "HS256", kid: str | None = None) -> Key:
     return Key(alg, None, kid, secret=secret)
 
@@ -198,16 +233,18 @@ def header_for(key: Key, alg: str | None = None, kid: Any = ..., typ: str | None
 
 
 def mint(key: Key, payload: dict | None = None, *, header: dict | None = None, alg: str | None = None,
-         kid: Any = ..., sign_alg: str | None = None, **header_extra: Any) -> str:
+         kid: Any = ..., sign_alg: str | None = None, pss_salt: int | str | None = None,
+         **header_extra: Any) -> str:
     """A signed JWT.
 
     ``header`` replaces the generated header entirely; otherwise it is
     ``{"alg": alg or key.alg, "typ": "JWT", "kid": kid or key.kid, **header_extra}``.
-    ``sign_alg`` signs with another algorithm than the header names."""
+    ``sign_alg`` signs with another algorithm than the header names; ``pss_salt`` sets the PS*
+    salt length (see ``Key.sign``)."""
     header = header if header is not None else header_for(key, alg, kid, **header_extra)
     payload = payload if payload is not None else claims()
     signing_input = f"{b64json(header)}.{b64json(payload)}"
-    signature = key.sign(signing_input.encode(), sign_alg or (alg or key.alg))
+    signature = key.sign(signing_input.encode(), sign_alg or (alg or key.alg), pss_salt=pss_salt)
     return f"{signing_input}.{b64url(signature)}"
 
 

@@ -13,8 +13,8 @@ import json
 
 import pytest
 
-from jwtmint import (ALL_ALGS, HMAC_ALGS, b64url, b64url_decode, claims, generate, jwks, mint, mint_hmac, mint_unsigned, shared_key,
-                     tamper_signature)
+from jwtmint import (ALL_ALGS, HMAC_ALGS, b64json, b64url, b64url_decode, claims, generate, jwks, mint, mint_hmac, mint_unsigned,
+                     pkcs1v15_encoding, shared_key, tamper_signature)
 from support import (ALG_UNSUPPORTED, BAD_FORMAT, ISSUER, NO_MATCHING_KEY, VERIFICATION_FAILS, assert_denied, assert_passed,
                      bearer, provider, spec)
 
@@ -166,3 +166,38 @@ def test_ec_jwk_with_leading_zero_bytes_stripped(envoy, alg):
         jwk[coord] = b64url(b64url_decode(jwk[coord]).lstrip(b"\0"))
     proxy = envoy(spec(provider(json.dumps({"keys": [jwk]}), issuer=ISSUER)))
     assert_passed(proxy.get("/get", headers=bearer(token_for(key))))
+
+
+# --------------------------------------------------------------------------- RSA key rules, PSS salt
+
+
+def test_jwks_rsa_key_with_e_1_is_dropped_so_its_forged_token_is_refused(envoy):
+    """With e = 1 the padded message is its own signature: anyone could sign. Such a key is
+    dropped from the JWKS (the others kept), as jwt_verify_lib drops any e but 3 and 65537."""
+    good = key_for("RS256")
+    n = good.public_key().public_numbers().n
+    evil = {"kty": "RSA", "kid": "evil", "n": b64url(n.to_bytes(256, "big")), "e": b64url(b"\x01")}
+    proxy = envoy(spec(provider(jwks(good, evil), issuer=ISSUER)))
+    signing_input = f"{b64json({'alg': 'RS256', 'typ': 'JWT', 'kid': 'evil'})}.{b64json(claims(iss=ISSUER))}"
+    forged = f"{signing_input}.{b64url(pkcs1v15_encoding(signing_input.encode(), 'RS256', 256))}"
+    assert_denied(proxy.get("/get", headers=bearer(forged)), NO_MATCHING_KEY)
+    _, payload, _ = forged.split(".")
+    no_kid = f"{b64json({'alg': 'RS256', 'typ': 'JWT'})}.{payload}"
+    forged_no_kid = f"{no_kid}.{b64url(pkcs1v15_encoding(no_kid.encode(), 'RS256', 256))}"
+    assert_denied(proxy.get("/get", headers=bearer(forged_no_kid)), VERIFICATION_FAILS)
+    assert_passed(proxy.get("/get", headers=bearer(token_for(good))))  # the good key was kept
+
+
+@pytest.mark.parametrize("form", ["pem", "jwks"])
+def test_pss_tokens_with_any_salt_length_are_accepted(envoy, form):
+    """BoringSSL (so jwt_authn) verifies PS256/384/512 with the salt length read from the
+    signature: Python cryptography's PSS.MAX_LENGTH, or no salt, are accepted too."""
+    key = key_for("RS256")
+    inline_key = key.public_pem() if form == "pem" else jwks(key, with_alg=False)
+    proxy = envoy(spec(provider(inline_key, issuer=ISSUER)))
+    for alg in ("PS256", "PS384", "PS512"):
+        for salt in ("max", 0, 20, None):
+            token = mint(key, claims(iss=ISSUER, sub="alice"), alg=alg, pss_salt=salt)
+            assert_passed(proxy.get("/get", headers=bearer(token)))
+        bad = tamper_signature(mint(key, claims(iss=ISSUER, sub="alice"), alg=alg, pss_salt="max"))
+        assert_denied(proxy.get("/get", headers=bearer(bad)), VERIFICATION_FAILS)

@@ -15,7 +15,7 @@ import re
 import pytest
 
 import harness
-from jwtmint import claims, mint, shared_key
+from jwtmint import b64url, claims, mint, rsa_public_pem, shared_key
 from support import DEV_EXAMPLE_JSON, ISSUER, MISSING, assert_denied, assert_passed, bearer, demo_token
 
 KEY = shared_key("RS256", kid="config-1")
@@ -163,3 +163,20 @@ def test_secret_ref_is_refused_naming_inline_and_remote():
 def test_garbage_configuration_is_refused_without_panic(config):
     log = refused(config)
     assert config_errors(log), log[-2000:]
+
+
+@pytest.mark.parametrize("e", [1, 5])
+def test_inline_rsa_pem_with_an_exponent_other_than_3_or_65537_is_refused(e):
+    """e = 1 would let anyone sign; like jwt_verify_lib only 3 and 65537 are accepted."""
+    n = KEY.public_key().public_numbers().n
+    log = refused(spec_with({**GOOD_PROVIDER, "local": {"inline": rsa_public_pem(n, e)}}))
+    assert_reason(log, re.escape("config.providers.p.local.inline: ") + r".*RSA exponent \[e\] must be 3 or 65537")
+
+
+def test_inline_jwks_whose_only_key_has_e_1_is_refused():
+    n = KEY.public_key().public_numbers().n
+    doc = json.dumps({"keys": [{"kty": "RSA", "n": b64url(n.to_bytes(256, "big")), "e": "AQ"}]})
+    log = refused(spec_with({**GOOD_PROVIDER, "local": {"inline": doc}}))
+    assert_reason(log, re.escape("config.providers.p.local.inline: ") +
+                  re.escape("not a usable PEM public key or JWKS: Jwks doesn't have any valid public key (keys[0]: "
+                            "RSA exponent [e] must be 3 or 65537)"))
