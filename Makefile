@@ -51,7 +51,7 @@ lint:
 	cargo clippy --all-targets --features cli -- -D warnings
 	cargo clippy --release --target $(WASM_TARGET) -- -D warnings
 
-FUZZ_TARGETS := token_verify jwks_parse config_parse request_decide extract_bounded rsa_mont_diff
+FUZZ_TARGETS := token_verify jwks_parse config_parse request_decide extract_bounded rsa_mont_diff ec_diff_p256 ec_diff_p384 ec_diff_p521
 FUZZ_SECONDS ?= 600
 FUZZ_RUNS    ?= -1
 

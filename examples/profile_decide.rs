@@ -1,7 +1,8 @@
 //! A native harness of the request path, for profilers (`valgrind --tool=callgrind`, `perf`):
-//! `cargo run --release --example profile_decide -- [hit|miss] [N]`.
+//! `cargo run --release --example profile_decide -- [hit|miss|verify] [N] [ALG]`.
 //! `hit`: one token repeated (verified-token cache hits); `miss`: a cache of zero (every request
-//! parses and verifies an RS256 signature); `verify`: the signature check alone.
+//! parses and verifies an RS256 signature); `verify`: the signature check alone, of the fixture
+//! token ALG (RS256 by default; ES256, ES384, ES512, PS256, ... with their fixture key).
 
 use jwt_policy_filter::authn::{Keys, RequestView, decide};
 use jwt_policy_filter::config;
@@ -14,12 +15,20 @@ fn main() {
     let n: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10_000);
     let fixtures: serde_json::Value =
         serde_json::from_str(include_str!("../tests/fixtures/tokens.json")).unwrap_or_default();
+    let alg = args.get(3).map_or("RS256", String::as_str);
+    let key = match alg {
+        "ES256" => "ec256",
+        "ES384" => "ec384",
+        "ES512" => "ec521",
+        "EdDSA" => "ed25519",
+        _ => "rsa",
+    };
     let pem = fixtures
-        .pointer("/keys/rsa/pem")
+        .pointer(&format!("/keys/{key}/pem"))
         .and_then(serde_json::Value::as_str)
         .unwrap_or_default();
     let token = fixtures
-        .pointer("/tokens/RS256/token")
+        .pointer(&format!("/tokens/{alg}/token"))
         .and_then(serde_json::Value::as_str)
         .unwrap_or_default();
     let spec = serde_json::json!({"config": {"providers": {"p": {"local": {"inline": pem},
@@ -43,14 +52,14 @@ fn main() {
         ("user-agent".to_string(), b"wrk".to_vec()),
     ];
     if mode == "verify" {
-        // The signature check alone (no parsing, no cache): the RSA public operation's share.
+        // The signature check alone (no parsing, no cache): the public-key operation's share.
         let Ok(jwt) = jwt_policy_filter::jwt::parse(token) else {
             return;
         };
         let ok = (0..n)
             .filter(|_| jwt_policy_filter::verify::verify_signature(&jwt, jwks).is_ok())
             .count();
-        println!("verify: {ok}/{n} verified");
+        println!("verify {alg}: {ok}/{n} verified");
         return;
     }
     let mut cache = TokenCache::new(if mode == "miss" { 0 } else { 1024 });

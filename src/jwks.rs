@@ -3,6 +3,9 @@
 //! Like jwt_verify_lib, a JWKS keeps its valid keys and drops the invalid ones; a document with
 //! no valid key at all is an error.
 
+use std::sync::{Arc, OnceLock};
+
+use crate::crypto::ec;
 use serde_json::{Map, Value};
 
 use crate::b64;
@@ -12,9 +15,9 @@ use crate::crypto::rsa::RsaKey;
 #[derive(Clone)]
 pub enum Material {
     Rsa(RsaKey),
-    P256(p256::ecdsa::VerifyingKey),
-    P384(p384::ecdsa::VerifyingKey),
-    P521(p521::ecdsa::VerifyingKey),
+    P256(EcKey),
+    P384(EcKey),
+    P521(EcKey),
     Ed25519(ed25519_compact::PublicKey),
     Hmac(Vec<u8>),
 }
@@ -30,6 +33,39 @@ impl std::fmt::Debug for Material {
             Material::Ed25519(_) => "Ed25519(..)",
             Material::Hmac(_) => "Hmac(redacted)",
         })
+    }
+}
+
+/// An EC public key that RustCrypto parsed and checked (a point of the curve, not infinity),
+/// kept as SEC1 `04 || x || y`. Our verifier's tables for it (`crate::crypto::ec`) are built at
+/// its first use, once per key version, and shared by its clones.
+#[derive(Clone)]
+pub struct EcKey {
+    curve: ec::CurveId,
+    sec1: Vec<u8>,
+    tables: Arc<OnceLock<Option<ec::PublicKey>>>,
+}
+
+impl EcKey {
+    fn new(curve: ec::CurveId, sec1: &[u8]) -> EcKey {
+        EcKey {
+            curve,
+            sec1: sec1.to_vec(),
+            tables: Arc::default(),
+        }
+    }
+
+    /// The point, SEC1 uncompressed.
+    pub fn sec1(&self) -> &[u8] {
+        &self.sec1
+    }
+
+    /// True when `signature` (P1363 `r || s`) signs `hash` (the message's SHA-256/384/512).
+    pub fn verify(&self, hash: &[u8], signature: &[u8]) -> bool {
+        self.tables
+            .get_or_init(|| ec::public_key(self.curve, &self.sec1))
+            .as_ref()
+            .is_some_and(|key| ec::verify_p1363(key, hash, signature))
     }
 }
 
@@ -181,11 +217,42 @@ fn coordinate(bytes: &[u8], size: usize) -> Option<Vec<u8>> {
 fn ec_from_sec1(crv: &str, point: &[u8]) -> Result<Material, String> {
     let bad = |_| format!("bad {crv} point");
     Ok(match crv {
-        "P-256" => Material::P256(p256::ecdsa::VerifyingKey::from_sec1_bytes(point).map_err(bad)?),
-        "P-384" => Material::P384(p384::ecdsa::VerifyingKey::from_sec1_bytes(point).map_err(bad)?),
-        "P-521" => Material::P521(p521::ecdsa::VerifyingKey::from_sec1_bytes(point).map_err(bad)?),
+        "P-256" => {
+            let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(point).map_err(bad)?;
+            p256_material(&key)
+        }
+        "P-384" => {
+            let key = p384::ecdsa::VerifyingKey::from_sec1_bytes(point).map_err(bad)?;
+            p384_material(&key)
+        }
+        "P-521" => {
+            let key = p521::ecdsa::VerifyingKey::from_sec1_bytes(point).map_err(bad)?;
+            p521_material(&key)
+        }
         other => return Err(format!("EC curve {other:?} is not supported")),
     })
+}
+
+// RustCrypto's checked points, re-encoded uncompressed for our verifier.
+fn p256_material(key: &p256::ecdsa::VerifyingKey) -> Material {
+    Material::P256(EcKey::new(
+        ec::CurveId::P256,
+        key.to_sec1_point(false).as_bytes(),
+    ))
+}
+
+fn p384_material(key: &p384::ecdsa::VerifyingKey) -> Material {
+    Material::P384(EcKey::new(
+        ec::CurveId::P384,
+        key.to_sec1_point(false).as_bytes(),
+    ))
+}
+
+fn p521_material(key: &p521::ecdsa::VerifyingKey) -> Material {
+    Material::P521(EcKey::new(
+        ec::CurveId::P521,
+        key.to_sec1_point(false).as_bytes(),
+    ))
 }
 
 /// One or more PEM blocks: `PUBLIC KEY` (SPKI: RSA, EC P-256/384/521, Ed25519) or
@@ -268,13 +335,13 @@ fn pem_block(pem: &str) -> Result<Material, JwksError> {
         return rsa_material(pkcs1?);
     }
     if let Ok(k) = p256::PublicKey::from_public_key_pem(pem) {
-        return Ok(Material::P256(k.into()));
+        return Ok(p256_material(&k.into()));
     }
     if let Ok(k) = p384::PublicKey::from_public_key_pem(pem) {
-        return Ok(Material::P384(k.into()));
+        return Ok(p384_material(&k.into()));
     }
     if let Ok(k) = p521::PublicKey::from_public_key_pem(pem) {
-        return Ok(Material::P521(p521::ecdsa::VerifyingKey::from(k)));
+        return Ok(p521_material(&p521::ecdsa::VerifyingKey::from(k)));
     }
     if let Ok(k) = ed25519_compact::PublicKey::from_pem(pem) {
         return Ok(Material::Ed25519(k));

@@ -4,7 +4,7 @@
 //! they differ, or when the key names an `alg` other than the token's. Every other key is tried;
 //! a key only ever verifies its own family (an RSA key never verifies an HS256 MAC).
 
-use p256::ecdsa::signature::Verifier as _;
+use sha2::Digest as _;
 
 use crate::crypto::rsa::Hash;
 use crate::jwks::{Jwks, Key, Material};
@@ -58,12 +58,10 @@ pub fn verifies(material: &Material, alg: Alg, msg: &[u8], signature: &[u8]) -> 
         (Material::Rsa(key), PS256) => key.verify_pss(Hash::Sha256, msg, signature),
         (Material::Rsa(key), PS384) => key.verify_pss(Hash::Sha384, msg, signature),
         (Material::Rsa(key), PS512) => key.verify_pss(Hash::Sha512, msg, signature),
-        (Material::P256(key), ES256) => p256::ecdsa::Signature::from_slice(signature)
-            .is_ok_and(|sig| key.verify(msg, &sig).is_ok()),
-        (Material::P384(key), ES384) => p384::ecdsa::Signature::from_slice(signature)
-            .is_ok_and(|sig| key.verify(msg, &sig).is_ok()),
-        (Material::P521(key), ES512) => p521::ecdsa::Signature::from_slice(signature)
-            .is_ok_and(|sig| key.verify(msg, &sig).is_ok()),
+        // Our ECDSA (src/crypto/ec/), RustCrypto's arithmetic being slow in wasm.
+        (Material::P256(key), ES256) => key.verify(&sha2::Sha256::digest(msg), signature),
+        (Material::P384(key), ES384) => key.verify(&sha2::Sha384::digest(msg), signature),
+        (Material::P521(key), ES512) => key.verify(&sha2::Sha512::digest(msg), signature),
         (Material::Ed25519(key), EdDSA) => ed25519_compact::Signature::from_slice(signature)
             .is_ok_and(|sig| key.verify(msg, &sig).is_ok()),
         (Material::Hmac(secret), HS256) => ct_eq(&hmac_sha256::HMAC::mac(msg, secret), signature),
