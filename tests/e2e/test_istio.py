@@ -476,6 +476,19 @@ class _IdpHandler(BaseHTTPRequestHandler):
         pass
 
 
+def _tls_idp(cert: Path, key: Path) -> ThreadingHTTPServer:
+    """A local HTTPS JWKS server (the demo JWKS on /.well-known/jwks.json) with this certificate,
+    serving in a thread; the caller shuts it down."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _IdpHandler)
+    server.daemon_threads = True
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _IdpHandler.seen.clear()
+    return server
+
+
 def test_remote_jwks_through_the_derived_istio_cluster(upstream, ecds_dir, tmp_path):
     """The remote manifest's provider has no `cluster`: the filter derives `outbound|443||idp.example.com`
     from its https URL.  That cluster is what the ServiceEntry + DestinationRule (TLS SIMPLE, sni) give
@@ -494,13 +507,7 @@ def test_remote_jwks_through_the_derived_istio_cluster(upstream, ecds_dir, tmp_p
     assert "cluster" not in provider["remote"] and provider["remote"]["url"].startswith(f"https://{host}/")
 
     cert, key = _self_signed(host, tmp_path)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _IdpHandler)
-    server.daemon_threads = True
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    _IdpHandler.seen.clear()
+    server = _tls_idp(cert, key)
     try:
         idp_cluster = harness.static_cluster(f"outbound|{port}||{host}", server.server_address[1])
         idp_cluster["transport_socket"] = {  # what DestinationRule tls: {mode: SIMPLE, sni} makes
@@ -637,13 +644,7 @@ def test_rendered_jwks_cluster_verifies_the_server_certificate(upstream, tmp_pat
     serve keys. Now the cluster checks the certificate against the system CAs (or --ca-file) and its
     SAN against the URL's host: a self-signed JWKS server is refused unless its CA is given."""
     cert, key = _self_signed("localhost", tmp_path, ip="127.0.0.1")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _IdpHandler)
-    server.daemon_threads = True
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    _IdpHandler.seen.clear()
+    server = _tls_idp(cert, key)
     try:
         policy = json.loads((REPO / "policies" / "dev-example.json").read_text())
         provider = policy["spec"]["config"]["providers"]["dev-example"]
