@@ -59,6 +59,17 @@ pub struct Worker {
     layout: Layout,
 }
 
+/// A fetch of source `si` ended: the total counter and every provider's that uses the source.
+fn count_fetch(host: &mut impl Host, si: usize, ok: bool) {
+    let total = if ok {
+        Counter::JwksFetchSuccess
+    } else {
+        Counter::JwksFetchFailure
+    };
+    host.count(total, 1);
+    host.count(Counter::SourceFetch { source: si, ok }, 1);
+}
+
 impl Worker {
     pub fn new(config: Config) -> Worker {
         let mut sources: Vec<Source> = Vec::new();
@@ -355,14 +366,7 @@ impl Worker {
             warn!("JWKS fetch from {} timed out", source.remote.url);
             // A late answer, if the host ever sends one, is ignored.
             self.callouts.retain(|(_, s)| *s != si);
-            host.count(Counter::JwksFetchFailure, 1);
-            host.count(
-                Counter::SourceFetch {
-                    source: si,
-                    ok: false,
-                },
-                1,
-            );
+            count_fetch(host, si, false);
             self.publish(host, si);
         }
         let Some(source) = self.sources.get(si) else {
@@ -401,14 +405,7 @@ impl Worker {
                 );
                 let failed = source.fetch_done(now, Err(FetchError::NoResponse)).is_err();
                 if failed {
-                    host.count(Counter::JwksFetchFailure, 1);
-                    host.count(
-                        Counter::SourceFetch {
-                            source: si,
-                            ok: false,
-                        },
-                        1,
-                    );
+                    count_fetch(host, si, false);
                 }
                 self.publish(host, si);
             }
@@ -444,25 +441,11 @@ impl Worker {
         match source.fetch_done(now, result) {
             Ok(_) => {
                 info!("fetched JWKS {}", source.remote.url);
-                host.count(Counter::JwksFetchSuccess, 1);
-                host.count(
-                    Counter::SourceFetch {
-                        source: si,
-                        ok: true,
-                    },
-                    1,
-                );
+                count_fetch(host, si, true);
             }
             Err(e) => {
                 warn!("JWKS fetch from {} failed: {e}", source.remote.url);
-                host.count(Counter::JwksFetchFailure, 1);
-                host.count(
-                    Counter::SourceFetch {
-                        source: si,
-                        ok: false,
-                    },
-                    1,
-                );
+                count_fetch(host, si, false);
             }
         }
         self.publish(host, si);
