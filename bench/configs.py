@@ -17,8 +17,9 @@ GUIDE_HEADER = "X-Auth"
 GUIDE_CLAIMS = [{"claim": "org", "header": "x-org", "append": True},
                 {"claim": "email", "header": "x-email", "append": True}]
 # The Zipf workload's cache sizes for ours (settings.limits.maxCachedTokens), beside the default.
-ZIPF_CACHE_SIZES = (4096, 16384)
-JWT_CACHE_SIZE = 1024      # native arm (c); ours' settings.limits.maxCachedTokens defaults to 1024 too
+ZIPF_CACHE_SIZES = (1024, 4096)
+JWT_CACHE_SIZE = 1024      # native arm (c); ours' settings.limits.maxCachedTokens defaults to 16384
+OURS_CACHE_DEFAULT = 16384
 CLAIMS_TO_HEADERS = [{"claim": "sub", "header": "x-jwt-sub"}, {"claim": "org", "header": "x-jwt-org"},
                      {"claim": "email", "header": "x-jwt-email"}]
 

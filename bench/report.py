@@ -147,7 +147,7 @@ def targets(res: dict) -> list[str]:
         z = s.get("zipf", {})
         parts = []
         for arm, c in sorted(cache.items(), key=lambda kv: kv[0]):
-            size = arm.split("_", 1)[1] if "_" in arm else "1024 (default)"
+            size = arm.split("_", 1)[1] if "_" in arm else "16384 (default)"
             rate = c["hit"] / max(1, c["hit"] + c["miss"])
             rps = z.get(arm, {}).get("rps")
             parts.append(f"maxCachedTokens {size}: {rate:.1%} hits, {fmt(rps, 0)} req/s")
@@ -161,7 +161,7 @@ def cost_line(row: dict) -> str:
         return "—"
     base = row["none"]["envoy_cpu_us_per_req"]
     names = {"ours": "ours", "native": "native", "native_cache": "native + jwt_cache", "ours_c2h": "ours + c2h",
-             "wasm_floor": "wasm floor", "ours_4096": "ours (cache 4096)", "ours_16384": "ours (cache 16384)"}
+             "wasm_floor": "wasm floor", "ours_1024": "ours (cache 1024)", "ours_4096": "ours (cache 4096)"}
     return ", ".join(f"{label} {row[a]['envoy_cpu_us_per_req'] - base:+.0f} µs" for a, label in names.items()
                      if a in row)
 
@@ -196,7 +196,7 @@ def setup(res: dict) -> list[str]:
         f"  - **native + jwt_cache**: the same plus `jwt_cache_config: {{jwt_cache_size: {JWT_CACHE_SIZE}}}`.",
         "  - **ours (wasm)**: `envoy.filters.http.wasm`, runtime `envoy.wasm.runtime.v8`, a JWTPolicy with one "
         "provider (`issuer`, `local.inline`: the same JWKS), default token source, no claimsToHeaders, "
-        "`keepToken: false`, default settings (verified-token cache of 1024).",
+        "`keepToken: false`, default settings (verified-token cache of 16384 tokens / 64 MiB).",
         "  - **wasm filter, no policy applies** (the floor): ours, same module and VM settings, configured with "
         "`settings.phase: postAuthz` and one preAuthz policy, so no policy governs any request: Envoy still "
         "creates the filter's context and calls into the VM for every request, and the filter returns at once. "
@@ -220,8 +220,8 @@ def setup(res: dict) -> list[str]:
         f"  - **many users**: {c.get('zipf_users', 0):,} distinct valid RS256 tokens, a sequence of "
         f"{c.get('zipf_requests', 0):,} requests drawn from them with a Zipf(1.0) law (rank k has weight 1/k, "
         f"seeded), {c.get('zipf_forged', 0):.0%} of the requests forged (a valid token with its signature "
-        "changed), cycled: the verified-token caches work as at a gateway. Ours at its default cache (1024) "
-        "and at 4096 and 16384 entries; native with and without `jwt_cache_config` (1024).",
+        "changed), cycled: the verified-token caches work as at a gateway. Ours at its default cache (16384) "
+        "and at 1024 and 4096 entries; native with and without `jwt_cache_config` (1024).",
         f"  - **forged tokens**: {c['distinct']} distinct forged RS256 / ES256 tokens (well-formed, known `kid`, "
         "right issuer, wrong signature): what an attacker's request costs each arm (all 401).", ""]
 
@@ -265,7 +265,7 @@ def throughput(res: dict) -> list[str]:
               "per request below do not depend on it.",
               "",
               "**Token caches.** Ours keeps verified tokens in a bounded cache (`settings.limits.maxCachedTokens`, "
-              "default 1024 tokens, oldest evicted first); native + jwt_cache uses jwt_authn's LRU cache with "
+              "default 16384 tokens and 64 MiB, oldest evicted first); native + jwt_cache uses jwt_authn's LRU cache with "
               f"{JWT_CACHE_SIZE} entries; plain native caches nothing. The repeated-token workloads therefore "
               "measure the cache-hit path for ours and native + jwt_cache, and the full parse + signature path "
               f"for plain native. With {c['distinct']} distinct tokens cycled in order, each token comes back only "
@@ -346,8 +346,8 @@ def memory(res: dict) -> list[str]:
                      f"{mib(after.get('hwm_kib'))} | {mib(after.get('allocated', 0) / 1024)} | "
                      f"{mib(after.get('heap_size', 0) / 1024)} |")
     lines += ["",
-              "Read after the distinct-token workload (the last one), so ours' token cache is full (1024 "
-              "entries). RSS and peak from `/proc/PID/status` (`VmRSS`, `VmHWM`) of each arm's Envoy; "
+              "Read after the distinct-token workload (the last one), so ours' token cache holds "
+              "its distinct tokens. RSS and peak from `/proc/PID/status` (`VmRSS`, `VmHWM`) of each arm's Envoy; "
               "allocated and heap from its admin `/memory` (tcmalloc: Envoy's own allocations; the wasm VM's "
               "linear memory and V8's code are mapped outside tcmalloc and show in RSS only).", ""]
     return lines

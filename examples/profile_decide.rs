@@ -62,7 +62,7 @@ fn main() {
         println!("verify {alg}: {ok}/{n} verified");
         return;
     }
-    let mut cache = TokenCache::new(if mode == "miss" { 0 } else { 1024 });
+    let mut cache = TokenCache::new(if mode == "miss" { 0 } else { 1024 }, usize::MAX);
     let mut allowed = 0;
     for _ in 0..n {
         let d = decide(

@@ -426,7 +426,7 @@ mod tests {
             &RequestView { headers },
             NOW,
             &keys,
-            &mut TokenCache::new(16),
+            &mut TokenCache::new(16, usize::MAX),
         )
     }
 
@@ -800,7 +800,7 @@ mod cache_tests {
                 ),
             ]
         };
-        let mut cache = TokenCache::new(8);
+        let mut cache = TokenCache::new(8, usize::MAX);
         let good = headers(&token("RS256"));
         let v1 = |_: usize| Keys::Ready {
             jwks,
@@ -899,7 +899,7 @@ mod cache_tests {
                 },
                 NOW,
                 &keys,
-                &mut TokenCache::new(0),
+                &mut TokenCache::new(0, usize::MAX),
             )
         };
         assert!(matches!(

@@ -43,6 +43,36 @@ pub fn decode_url(input: &str) -> Option<Vec<u8>> {
     URL_LENIENT.decode(data).ok()
 }
 
+/// `input` is the one spelling [`encode_url`] gives its bytes: url-safe alphabet only, no padding
+/// or whitespace, and the unused low bits of the last character zero. [`decode_url`] accepts other
+/// spellings of the same bytes (as `jwt_authn` does); this tells them apart.
+pub fn is_canonical_url(input: &str) -> bool {
+    fn value(b: u8) -> Option<u8> {
+        match b {
+            b'A'..=b'Z' => Some(b - b'A'),
+            b'a'..=b'z' => Some(b - b'a' + 26),
+            b'0'..=b'9' => Some(b - b'0' + 52),
+            b'-' => Some(62),
+            b'_' => Some(63),
+            _ => None,
+        }
+    }
+    if !input.bytes().all(|b| value(b).is_some()) {
+        return false;
+    }
+    let spare_mask = match input.len() % 4 {
+        0 => 0,
+        2 => 0x0f,
+        3 => 0x03,
+        _ => return false,
+    };
+    input
+        .bytes()
+        .last()
+        .and_then(value)
+        .is_none_or(|v| v & spare_mask == 0)
+}
+
 /// Encodes base64url without padding.
 pub fn encode_url(input: &[u8]) -> String {
     URL_LENIENT.encode(input)
@@ -69,5 +99,25 @@ mod tests {
         assert!(decode_url("Y,Q").is_none());
         assert!(decode_url("YWJj=").is_none() && decode_url("====").is_none());
         assert!(decode_url("Y=Q").is_none());
+    }
+
+    #[test]
+    fn canonical_is_the_one_spelling_encode_gives() {
+        for bytes in [&b""[..], b"a", b"ab", b"abc", &[0xfb, 0xff, 0x00, 0x10]] {
+            assert!(is_canonical_url(&encode_url(bytes)), "{bytes:?}");
+        }
+        assert!(!is_canonical_url("YQ=="), "padding");
+        assert!(!is_canonical_url("Y Q"), "whitespace");
+        assert!(
+            !is_canonical_url("YR"),
+            "spare bits set (decodes as 'a' too)"
+        );
+        assert_eq!(decode_url("YR").as_deref(), Some(&b"a"[..]));
+        assert!(
+            is_canonical_url("YWI") && !is_canonical_url("YWJ"),
+            "ab, and ab with a spare bit set"
+        );
+        assert!(!is_canonical_url("Y"), "a lone character");
+        assert!(!is_canonical_url("a+b/"), "standard alphabet");
     }
 }

@@ -250,6 +250,7 @@ fn parse_settings(v: &Value, path: &str) -> Result<Settings> {
                 "maxTokenBytes",
                 "maxTokensPerRequest",
                 "maxCachedTokens",
+                "maxCacheBytes",
                 "maxJwksBytes",
             ],
         )?;
@@ -270,6 +271,7 @@ fn parse_settings(v: &Value, path: &str) -> Result<Settings> {
             &mut s.limits.max_tokens_per_request,
         )?;
         limit("maxCachedTokens", 0, &mut s.limits.max_cached_tokens)?;
+        limit("maxCacheBytes", 0, &mut s.limits.max_cache_bytes)?;
         limit("maxJwksBytes", 64, &mut s.limits.max_jwks_bytes)?;
     }
     if let Some((v, p)) = o.get("phase") {
@@ -1050,6 +1052,26 @@ mod tests {
         assert_eq!(three.policies.len(), 2);
         assert_eq!(three.settings.phase, Some(Phase::PostAuthz));
         assert_eq!(three.settings.route_labels_namespace, "labels");
+    }
+
+    #[test]
+    fn cache_limits_load_and_default_to_16384_tokens_and_64_mib() {
+        let c = parse(spec_with(provider_json()).to_string().as_bytes()).unwrap();
+        assert_eq!(c.settings.limits.max_cached_tokens, 16384);
+        assert_eq!(c.settings.limits.max_cache_bytes, 64 << 20);
+        let set = json!({"policies": [spec_with(provider_json())],
+            "settings": {"limits": {"maxCachedTokens": 10, "maxCacheBytes": 4096}}});
+        let c = parse(set.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            (
+                c.settings.limits.max_cached_tokens,
+                c.settings.limits.max_cache_bytes
+            ),
+            (10, 4096)
+        );
+        let bad = json!({"policies": [spec_with(provider_json())],
+            "settings": {"limits": {"maxCacheBytes": "lots"}}});
+        assert!(error_of(bad).contains("settings.limits.maxCacheBytes"));
     }
 
     #[test]

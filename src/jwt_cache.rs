@@ -4,11 +4,15 @@
 //! token and the (policy, provider, key version) triples whose keys verified its signature; a
 //! new JWKS (another key version) never reuses an old verdict, and an entry is dropped once the
 //! token's `exp` has passed. Issuer, time and audience are still checked on every request (they
-//! are cheap, and time moves). Bounded: at most `capacity` tokens, the oldest evicted first.
+//! are cheap, and time moves). Bounded: at most `capacity` tokens and `max_bytes` of heap (the
+//! token, its copies in the parsed token and the parsed payload, counted by [`entry_bytes`]), the
+//! oldest evicted first.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
+
+use serde_json::Value;
 
 use crate::jwt::Jwt;
 
@@ -18,11 +22,61 @@ pub type Verdict = (usize, usize, u64);
 struct Entry {
     jwt: Rc<Jwt>,
     verified: Vec<Verdict>,
+    /// What [`entry_bytes`] counted for it.
+    bytes: usize,
+}
+
+/// Fixed cost of one entry beyond its strings: the map slot, the order slot, the `Entry`, the
+/// `Jwt`, the verdict list and the allocators' headers (rounded up).
+const ENTRY_OVERHEAD: usize = 512;
+
+/// Heap held by one JSON value beyond its own slot: strings' bytes, arrays' slots, and per map
+/// entry the key, the value's slot and about 16 bytes of B-tree node. Recursion is bounded by
+/// serde_json's nesting limit (128).
+fn value_bytes(v: &Value) -> usize {
+    const SLOT: usize = std::mem::size_of::<Value>();
+    match v {
+        Value::String(s) => s.capacity(),
+        Value::Array(a) => a.iter().fold(a.capacity().saturating_mul(SLOT), |n, x| {
+            n.saturating_add(value_bytes(x))
+        }),
+        Value::Object(m) => m.iter().fold(0usize, |n, (k, x)| {
+            n.saturating_add(k.capacity() + std::mem::size_of::<String>() + SLOT + 16)
+                .saturating_add(value_bytes(x))
+        }),
+        Value::Null | Value::Bool(_) | Value::Number(_) => 0,
+    }
+}
+
+/// What caching `jwt` under a key of `token_len` bytes holds: the key, the parsed token's strings
+/// and payload, and [`ENTRY_OVERHEAD`]. An estimate of the allocator's view, within a small
+/// factor: a 1 KiB token with a dozen claims counts about 3.5 KiB.
+pub fn entry_bytes(token_len: usize, jwt: &Jwt) -> usize {
+    let strings = jwt.alg_name.capacity()
+        + jwt.kid.as_ref().map_or(0, String::capacity)
+        + jwt.signed.capacity()
+        + jwt.payload_b64.capacity()
+        + jwt.signature.capacity()
+        + jwt.iss.as_ref().map_or(0, String::capacity)
+        + jwt
+            .audiences
+            .iter()
+            .map(|a| a.capacity() + std::mem::size_of::<String>())
+            .sum::<usize>();
+    let payload = jwt.payload.iter().fold(0usize, |n, (k, x)| {
+        n.saturating_add(k.capacity() + std::mem::size_of::<String>() + 16 + 32)
+            .saturating_add(value_bytes(x))
+    });
+    ENTRY_OVERHEAD
+        .saturating_add(token_len)
+        .saturating_add(strings)
+        .saturating_add(payload)
 }
 
 /// A fast, unkeyed hash of the token's length and last 32 bytes (the signature's tail). Unkeyed
-/// is safe here: only tokens whose signature verified are ever inserted, so nobody can fill the
-/// map with colliding keys; a lookup that collides just compares one more whole token.
+/// is safe here: only tokens whose signature verified, spelled canonically, are ever inserted,
+/// so nobody but the issuer can make keys that collide (a new key needs a new signature); a
+/// lookup that collides just compares one more whole token.
 #[derive(Default)]
 pub struct TailHasher(u64);
 
@@ -48,17 +102,22 @@ pub struct TokenCache {
     map: HashMap<Rc<str>, Entry, BuildHasherDefault<TailHasher>>,
     order: VecDeque<Rc<str>>,
     capacity: usize,
+    /// Heap budget, and what the entries hold now ([`entry_bytes`]).
+    max_bytes: usize,
+    bytes: usize,
     /// Signature checks skipped and done since the last [`TokenCache::take_counts`].
     hits: u64,
     misses: u64,
 }
 
 impl TokenCache {
-    pub fn new(capacity: usize) -> TokenCache {
+    pub fn new(capacity: usize, max_bytes: usize) -> TokenCache {
         TokenCache {
             map: HashMap::default(),
             order: VecDeque::new(),
             capacity,
+            max_bytes,
+            bytes: 0,
             hits: 0,
             misses: 0,
         }
@@ -99,7 +158,7 @@ impl TokenCache {
             .exp
             .is_some_and(|exp| exp != 0 && exp < now);
         if expired {
-            self.map.remove(token);
+            self.remove(token);
             return None;
         }
         self.map
@@ -116,24 +175,33 @@ impl TokenCache {
             }
             return;
         }
-        if self.capacity == 0 {
+        // Only the one spelling of a token: its signature segment is not signed, and the decoder
+        // (like `jwt_authn`'s) takes whitespace, padding and set spare bits in it, so a holder
+        // of one valid token could otherwise make any number of distinct entries (pushing
+        // others' tokens out, and, same length and tail, all in one hash bucket). Other
+        // spellings are verified each time, like any token not seen before.
+        let canonical = token
+            .rsplit_once('.')
+            .is_some_and(|(_, sig)| crate::b64::is_canonical_url(sig));
+        let bytes = entry_bytes(token.len(), &jwt);
+        if !canonical || self.capacity == 0 || bytes > self.max_bytes {
             return;
         }
-        while self.map.len() >= self.capacity {
+        while self.map.len() >= self.capacity || self.bytes.saturating_add(bytes) > self.max_bytes {
             match self.order.pop_front() {
-                Some(old) => {
-                    self.map.remove(&old);
-                }
+                Some(old) => self.remove(&old),
                 None => break,
             }
         }
         let key: Rc<str> = Rc::from(token);
         self.order.push_back(Rc::clone(&key));
+        self.bytes = self.bytes.saturating_add(bytes);
         self.map.insert(
             key,
             Entry {
                 jwt,
                 verified: vec![verdict],
+                bytes,
             },
         );
         // `order` may hold keys already dropped for expiry: keep it from growing past the map.
@@ -141,6 +209,17 @@ impl TokenCache {
             let map = &self.map;
             self.order.retain(|k| map.contains_key(k));
         }
+    }
+
+    fn remove(&mut self, token: &str) {
+        if let Some(e) = self.map.remove(token) {
+            self.bytes = self.bytes.saturating_sub(e.bytes);
+        }
+    }
+
+    /// What the entries hold ([`entry_bytes`] summed).
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     pub fn was_verified(&self, token: &str, verdict: Verdict) -> bool {
@@ -162,7 +241,7 @@ mod tests {
 
     #[test]
     fn remembers_tokens_and_their_verdicts() {
-        let mut c = TokenCache::new(4);
+        let mut c = TokenCache::new(4, usize::MAX);
         let t = token("RS256");
         assert!(c.get(&t, 0).is_none());
         c.insert_verified(&t, jwt("RS256"), (0, 0, 1));
@@ -182,7 +261,7 @@ mod tests {
 
     #[test]
     fn expired_entries_are_dropped() {
-        let mut c = TokenCache::new(4);
+        let mut c = TokenCache::new(4, usize::MAX);
         let t = token("RS256");
         let j = jwt("RS256");
         let exp = j.exp.unwrap();
@@ -194,15 +273,78 @@ mod tests {
 
     #[test]
     fn bounded_oldest_evicted_first() {
-        let mut c = TokenCache::new(2);
+        let mut c = TokenCache::new(2, usize::MAX);
         for name in ["RS256", "RS384", "RS512"] {
             c.insert_verified(&token(name), jwt(name), (0, 0, 0));
         }
         assert_eq!(c.len(), 2);
         assert!(c.get(&token("RS256"), 0).is_none());
         assert!(c.get(&token("RS512"), 0).is_some());
-        let mut none = TokenCache::new(0);
+        let mut none = TokenCache::new(0, usize::MAX);
         none.insert_verified(&token("RS256"), jwt("RS256"), (0, 0, 0));
         assert!(none.is_empty());
+    }
+
+    #[test]
+    fn bounded_by_bytes_too_oldest_evicted_first() {
+        let names = ["RS256", "RS384", "RS512"];
+        let costs: Vec<usize> = names
+            .iter()
+            .map(|n| entry_bytes(token(n).len(), &jwt(n)))
+            .collect();
+        // Room for the first two, not the third: the oldest goes.
+        let mut c = TokenCache::new(100, costs[0] + costs[1] + costs[2] - 1);
+        for name in names {
+            c.insert_verified(&token(name), jwt(name), (0, 0, 0));
+        }
+        assert_eq!(c.len(), 2);
+        assert!(c.get(&token("RS256"), 0).is_none());
+        assert_eq!(c.bytes(), costs[1] + costs[2]);
+        // An entry over the whole budget is never cached (and evicts nothing).
+        let mut small = TokenCache::new(100, costs[0] - 1);
+        small.insert_verified(&token("RS256"), jwt("RS256"), (0, 0, 0));
+        assert!(small.is_empty());
+        assert_eq!(small.bytes(), 0);
+        // Expiry gives the bytes back.
+        let j = jwt("RS256");
+        let exp = j.exp.unwrap();
+        let mut c = TokenCache::new(100, usize::MAX);
+        c.insert_verified(&token("RS256"), j, (0, 0, 0));
+        assert!(c.get(&token("RS256"), exp + 1).is_none());
+        assert_eq!(c.bytes(), 0);
+    }
+
+    #[test]
+    fn entry_bytes_grows_with_the_payload_it_holds() {
+        let plain = jwt("RS256");
+        let base = entry_bytes(1000, &plain);
+        assert!(base > 1000 + ENTRY_OVERHEAD);
+        // A payload of many small claims costs more than its text: slots and keys count.
+        let mut many = (*plain).clone();
+        for i in 0..1000 {
+            many.payload
+                .insert(format!("k{i}"), Value::Array(vec![Value::Null; 4]));
+        }
+        let text = 1000 * r#""k999":[null,null,null,null],"#.len();
+        assert!(entry_bytes(1000, &many) - base > 2 * text);
+    }
+
+    #[test]
+    fn only_the_canonical_spelling_of_a_token_is_cached() {
+        let t = token("ES256");
+        let (head, sig) = t.rsplit_once('.').unwrap();
+        let mut c = TokenCache::new(100, usize::MAX);
+        for variant in [
+            format!("{head}.{} {}", &sig[..10], &sig[10..]),
+            format!("{head}.{sig}=="),
+        ] {
+            c.insert_verified(&variant, jwt("ES256"), (0, 0, 0));
+        }
+        assert!(
+            c.is_empty(),
+            "whitespace and padding variants are not cached"
+        );
+        c.insert_verified(&t, jwt("ES256"), (0, 0, 0));
+        assert_eq!(c.len(), 1);
     }
 }

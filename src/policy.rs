@@ -54,6 +54,8 @@ pub struct Limits {
     pub max_tokens_per_request: usize,
     /// Verified tokens remembered per worker.
     pub max_cached_tokens: usize,
+    /// What they may hold, in bytes (`jwt_cache::entry_bytes`).
+    pub max_cache_bytes: usize,
     /// A larger JWKS response is a failed fetch.
     pub max_jwks_bytes: usize,
 }
@@ -63,7 +65,8 @@ impl Default for Limits {
         Limits {
             max_token_bytes: 32 * 1024,
             max_tokens_per_request: 8,
-            max_cached_tokens: 1024,
+            max_cached_tokens: 16384,
+            max_cache_bytes: 64 * 1024 * 1024,
             max_jwks_bytes: 256 * 1024,
         }
     }

@@ -96,7 +96,10 @@ impl Worker {
                     .collect()
             })
             .collect();
-        let cache = TokenCache::new(settings.limits.max_cached_tokens);
+        let cache = TokenCache::new(
+            settings.limits.max_cached_tokens,
+            settings.limits.max_cache_bytes,
+        );
         let layout = Layout::new(&config, &source_of);
         Worker {
             config: Rc::new(config),

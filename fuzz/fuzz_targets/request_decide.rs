@@ -48,7 +48,7 @@ fn decide(policy: &Policy, headers: &[(String, Vec<u8>)]) {
         Some(KeySource::Local(j)) => Keys::local(j),
         _ => Keys::Failed(jwt_policy_filter::status::Status::JwksFetchFail),
     };
-    let mut cache = jwt_policy_filter::jwt_cache::TokenCache::new(4);
+    let mut cache = jwt_policy_filter::jwt_cache::TokenCache::new(4, 1 << 20);
     let _ = authn::decide(policy, &RequestView { headers }, 1_800_000_000, &keys, &mut cache);
     let _ = authn::decide(policy, &RequestView { headers }, 1_800_000_000, &keys, &mut cache);
 }

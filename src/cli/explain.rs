@@ -351,7 +351,7 @@ pub(crate) fn explain(args: &[String], out: &mut String) -> Result<bool, String>
         &RequestView { headers: &headers },
         now,
         &keys_of,
-        &mut TokenCache::new(0),
+        &mut TokenCache::new(0, usize::MAX),
     );
     let allowed = !matches!(decision, Decision::Deny { .. });
     set(

@@ -118,3 +118,28 @@ def test_a_destination_label_selector_is_refused(envoy):
     code, log = harness.run_until_exit(config, name="refused-dest-labels")
     assert code == 1, log[-2000:]
     assert "applyToDestinations[0].selector.labels: a proxy cannot see its destinations' labels" in log, log[-2000:]
+
+
+def test_other_spellings_of_one_token_cannot_push_others_out_of_the_cache(envoy):
+    """The signature segment is not signed and, as in `jwt_authn`, its decoder takes whitespace,
+    padding and set spare bits: a user with one valid token had any number of distinct valid
+    strings, each a new cache entry (same length and tail: one hash bucket). Only the canonical
+    spelling is cached now; the others pass, verified every time (adversarial review, 2026-12-01)."""
+    proxy = envoy({"policies": [spec(provider(EC, issuer=ISSUER))],
+                   "settings": {"limits": {"maxCachedTokens": 4}}})
+    victim = mint(EC, claims(iss=ISSUER, sub="victim"))
+    h, p, s = mint(EC, claims(iss=ISSUER, sub="mallory")).split(".")
+    prefix = "wasmcustom.jwt_policy."
+
+    def count(name: str) -> int:
+        return proxy.stats(prefix).get(prefix + name, 0)
+
+    assert_passed(proxy.get("/get", headers=bearer(victim)))
+    misses = count("token_cache_miss")
+    for i in range(1, 11):
+        assert_passed(proxy.get("/get", headers=bearer(f"{h}.{p}.{s[:i]} {s[i:]}")))
+    assert_passed(proxy.get("/get", headers=bearer(f"{h}.{p}.{s}==")))
+    assert count("token_cache_miss") - misses == 11, "every variant verified"
+    hits = count("token_cache_hit")
+    assert_passed(proxy.get("/get", headers=bearer(victim)))
+    assert count("token_cache_hit") - hits == 1, "the victim's token is still cached"
