@@ -269,4 +269,11 @@ impl HttpContext for Request {
             }
         }
     }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        match self.worker.as_ref().map(|w| w.try_borrow_mut()) {
+            Some(Ok(mut w)) => flow(w.on_response(&mut self.host, self.context_id)),
+            _ => Action::Continue,
+        }
+    }
 }

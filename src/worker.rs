@@ -10,6 +10,7 @@
 //! cannot tell, a governed request is answered 500 (nothing is dated from 0) and the tick only
 //! answers the paused requests.
 
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use log::{debug, error, info, warn};
@@ -57,6 +58,10 @@ pub struct Worker {
     id: u64,
     /// The per-policy and per-provider counters of this configuration.
     layout: Layout,
+    /// Requests whose headers the filter changed, and the policy that governed them then: Envoy
+    /// picks the route again after such a change, out of the filter's sight ([`Worker::on_response`]).
+    /// Only with more than one policy (with one, no other policy can govern the new route).
+    moved: HashMap<u32, usize>,
 }
 
 /// A fetch of source `si` ended: the total counter and every provider's that uses the source.
@@ -112,6 +117,7 @@ impl Worker {
             last_now: None,
             id: 0,
             layout,
+            moved: HashMap::new(),
         }
     }
 
@@ -237,6 +243,9 @@ impl Worker {
                 if clear_route_cache {
                     host.clear_route_cache();
                 }
+                if (!ops.is_empty() || clear_route_cache) && config.policies.len() > 1 {
+                    self.moved.insert(context_id, pi);
+                }
                 host.count(Counter::Allowed, 1);
                 host.count(Counter::PolicyAllowed(pi), 1);
                 Flow::Continue
@@ -247,6 +256,9 @@ impl Worker {
                     if !host.apply(op) {
                         warn!("cannot change the request headers");
                     }
+                }
+                if !ops.is_empty() && config.policies.len() > 1 {
+                    self.moved.insert(context_id, pi);
                 }
                 info!(
                     "{} (dry run) would have denied a request: {status}",
@@ -501,6 +513,42 @@ impl Worker {
     /// The request ended (answered, or the client went away).
     pub fn forget(&mut self, context_id: u32) {
         self.waiters.retain(|w| w.context_id != context_id);
+        self.moved.remove(&context_id);
+    }
+
+    /// The response's headers arrived. If the filter changed the request's headers, Envoy picked
+    /// its route again when the router ran, where the filter could not see it (the route it
+    /// reports during the request callback is the old one until then). Now it can: a request
+    /// that went to a route another policy governs never had that policy run, and its response
+    /// is replaced by a 500 (fail closed for what the client sees; the upstream did get the
+    /// request: SECURITY.md says which route tables avoid this).
+    pub fn on_response(&mut self, host: &mut impl Host, context_id: u32) -> Flow {
+        let Some(pi) = self.moved.remove(&context_id) else {
+            return Flow::Continue;
+        };
+        let config = Rc::clone(&self.config);
+        let governing = {
+            let mut route = HostRoute::new(host, &config.settings.route_labels_namespace);
+            select::governing(&config, &mut route)
+        };
+        match governing {
+            Some(pj) if pj != pi => {
+                let name = |i: usize| config.policies.get(i).map_or("?", |p| p.name.as_str());
+                error!(
+                    "a request authenticated under {} went to a route that {} governs (the route \
+                     changed with the filter's header changes): its response is refused",
+                    name(pi),
+                    name(pj)
+                );
+                reply(
+                    host,
+                    500,
+                    None,
+                    "jwt policy filter: the request changed route after authentication",
+                )
+            }
+            _ => Flow::Continue,
+        }
     }
 }
 
