@@ -145,13 +145,17 @@ fn check_token<'k>(
     if found.token.len() > policy.limits.max_token_bytes {
         return TokenResult::Invalid(Status::JwtBadFormat, None);
     }
-    let (jwt, verdicts) = match cache.get(&found.token, now) {
-        Some((jwt, verdicts)) => (jwt, verdicts.to_vec()),
+    let (jwt, verdicts, known_failures) = match cache.get(&found.token, now) {
+        Some(c) => (c.jwt, c.verified.to_vec(), c.failed.to_vec()),
         None => match jwt::parse(&found.token) {
-            Ok(jwt) => (Rc::new(jwt), Vec::new()),
+            Ok(jwt) => (Rc::new(jwt), Vec::new(), Vec::new()),
             Err(status) => return TokenResult::Invalid(status, None),
         },
     };
+    // Keys that failed this token on the way to the ones that verified it (several providers
+    // for one issuer, say an old and a new key): remembered with the token, so its next
+    // request does not pay those failed signature checks again.
+    let mut failed_now: Vec<(crate::jwt_cache::Verdict, Status)> = Vec::new();
     let mut first_error = None;
     let mut pending = Vec::new();
     let mut issuer_matched = false;
@@ -187,18 +191,27 @@ fn check_token<'k>(
                 may_refetch,
             } => {
                 let verdict = (policy.index, i, version);
+                if let Some(&(_, status)) = known_failures.iter().find(|(v, _)| *v == verdict) {
+                    cache.record(true);
+                    first_error.get_or_insert((status, i));
+                    continue;
+                }
                 let hit = verdicts.contains(&verdict);
                 cache.record(hit);
                 if hit {
+                    if !failed_now.is_empty() {
+                        cache.insert_verified(&found.token, Rc::clone(&jwt), verdict, &failed_now);
+                    }
                     return TokenResult::Valid { provider: i, jwt };
                 }
                 match verify::verify_signature(&jwt, jwks) {
                     Ok(()) => {
-                        cache.insert_verified(&found.token, Rc::clone(&jwt), verdict);
+                        cache.insert_verified(&found.token, Rc::clone(&jwt), verdict, &failed_now);
                         return TokenResult::Valid { provider: i, jwt };
                     }
                     Err(Status::JwksKidAlgMismatch) if may_refetch => pending.push(i),
                     Err(status) => {
+                        failed_now.push((verdict, status));
                         first_error.get_or_insert((status, i));
                     }
                 }
@@ -779,6 +792,63 @@ mod cache_tests {
     use crate::config;
     use crate::testkit::{NOW, pem, token};
     use serde_json::json;
+
+    #[test]
+    fn a_cached_token_skips_the_keys_that_failed_it_before() {
+        // Two providers for one issuer (an old and a new key): the token verifies at the second.
+        let spec = json!({"config": {"providers": {
+            "a-old": {"local": {"inline": pem("rsa_other")}},
+            "b-new": {"local": {"inline": pem("rsa")}}}}});
+        let policy = config::parse(spec.to_string().as_bytes())
+            .unwrap()
+            .policies
+            .remove(0);
+        let keys = |i: usize| match &policy.providers[i].keys {
+            crate::policy::KeySource::Local(j) => Keys::local(j),
+            crate::policy::KeySource::Remote(_) => Keys::Pending,
+        };
+        let headers = vec![
+            (":path".to_string(), b"/".to_vec()),
+            (
+                "authorization".to_string(),
+                format!("Bearer {}", token("RS256")).into_bytes(),
+            ),
+        ];
+        let mut cache = TokenCache::new(8, usize::MAX);
+        for round in 0..3 {
+            let d = decide(
+                &policy,
+                &RequestView { headers: &headers },
+                NOW,
+                &keys,
+                &mut cache,
+            );
+            assert!(matches!(d, Decision::Allow { .. }), "{d:?}");
+            let (hits, misses) = cache.take_counts();
+            if round == 0 {
+                assert_eq!((hits, misses), (0, 2), "both keys tried");
+            } else {
+                assert_eq!((hits, misses), (2, 0), "no signature checked again");
+            }
+        }
+        // A forged token is never remembered, failures included.
+        let forged = vec![(
+            "authorization".to_string(),
+            format!("Bearer {}", token("RS256_tampered")).into_bytes(),
+        )];
+        for _ in 0..2 {
+            let d = decide(
+                &policy,
+                &RequestView { headers: &forged },
+                NOW,
+                &keys,
+                &mut cache,
+            );
+            assert!(matches!(d, Decision::Deny { .. }), "{d:?}");
+            assert_eq!(cache.take_counts(), (0, 2));
+        }
+        assert_eq!(cache.len(), 1);
+    }
 
     #[test]
     fn a_verified_token_is_reused_only_for_the_same_keys() {

@@ -15,6 +15,7 @@ use std::rc::Rc;
 use serde_json::Value;
 
 use crate::jwt::Jwt;
+use crate::status::Status;
 
 /// Which keys verified a token: policy index, provider index, key version.
 pub type Verdict = (usize, usize, u64);
@@ -22,8 +23,18 @@ pub type Verdict = (usize, usize, u64);
 struct Entry {
     jwt: Rc<Jwt>,
     verified: Vec<Verdict>,
+    /// The keys that did not verify it, and why (only for a token some keys did verify: a
+    /// genuine token met at a provider it is not for, not a forged one).
+    failed: Vec<(Verdict, Status)>,
     /// What [`entry_bytes`] counted for it.
     bytes: usize,
+}
+
+/// A cached token: the parsed token, the keys that verified it and those that did not.
+pub struct Cached<'a> {
+    pub jwt: Rc<Jwt>,
+    pub verified: &'a [Verdict],
+    pub failed: &'a [(Verdict, Status)],
 }
 
 /// Fixed cost of one entry beyond its strings: the map slot, the order slot, the `Entry`, the
@@ -150,7 +161,7 @@ impl TokenCache {
 
     /// The parsed token and the verdicts it earned, unless it is unknown or expired (`exp`
     /// before `now`).
-    pub fn get(&mut self, token: &str, now: u64) -> Option<(Rc<Jwt>, &[Verdict])> {
+    pub fn get(&mut self, token: &str, now: u64) -> Option<Cached<'_>> {
         let expired = self
             .map
             .get(token)?
@@ -161,17 +172,31 @@ impl TokenCache {
             self.remove(token);
             return None;
         }
-        self.map
-            .get(token)
-            .map(|e| (Rc::clone(&e.jwt), e.verified.as_slice()))
+        self.map.get(token).map(|e| Cached {
+            jwt: Rc::clone(&e.jwt),
+            verified: &e.verified,
+            failed: &e.failed,
+        })
     }
 
-    /// Remembers that `verdict`'s keys verified this token (evicting the oldest when full).
-    /// Only verified tokens are kept, so forged ones cannot push good ones out.
-    pub fn insert_verified(&mut self, token: &str, jwt: Rc<Jwt>, verdict: Verdict) {
+    /// Remembers that `verdict`'s keys verified this token (evicting the oldest when full),
+    /// and that `failed`'s keys, tried first on the way, did not. Only verified tokens are kept,
+    /// so forged ones cannot push good ones out.
+    pub fn insert_verified(
+        &mut self,
+        token: &str,
+        jwt: Rc<Jwt>,
+        verdict: Verdict,
+        failed: &[(Verdict, Status)],
+    ) {
         if let Some(e) = self.map.get_mut(token) {
             if !e.verified.contains(&verdict) {
                 e.verified.push(verdict);
+            }
+            for f in failed {
+                if !e.failed.contains(f) {
+                    e.failed.push(*f);
+                }
             }
             return;
         }
@@ -201,6 +226,7 @@ impl TokenCache {
             Entry {
                 jwt,
                 verified: vec![verdict],
+                failed: failed.to_vec(),
                 bytes,
             },
         );
@@ -244,10 +270,10 @@ mod tests {
         let mut c = TokenCache::new(4, usize::MAX);
         let t = token("RS256");
         assert!(c.get(&t, 0).is_none());
-        c.insert_verified(&t, jwt("RS256"), (0, 0, 1));
+        c.insert_verified(&t, jwt("RS256"), (0, 0, 1), &[]);
         assert!(c.get(&t, 0).is_some());
         assert!(c.was_verified(&t, (0, 0, 1)));
-        c.insert_verified(&t, jwt("RS256"), (0, 1, 1));
+        c.insert_verified(&t, jwt("RS256"), (0, 1, 1), &[]);
         assert!(c.was_verified(&t, (0, 1, 1)));
         assert!(
             !c.was_verified(&t, (0, 0, 2)),
@@ -265,7 +291,7 @@ mod tests {
         let t = token("RS256");
         let j = jwt("RS256");
         let exp = j.exp.unwrap();
-        c.insert_verified(&t, j, (0, 0, 0));
+        c.insert_verified(&t, j, (0, 0, 0), &[]);
         assert!(c.get(&t, exp).is_some());
         assert!(c.get(&t, exp + 1).is_none());
         assert!(c.is_empty());
@@ -275,13 +301,13 @@ mod tests {
     fn bounded_oldest_evicted_first() {
         let mut c = TokenCache::new(2, usize::MAX);
         for name in ["RS256", "RS384", "RS512"] {
-            c.insert_verified(&token(name), jwt(name), (0, 0, 0));
+            c.insert_verified(&token(name), jwt(name), (0, 0, 0), &[]);
         }
         assert_eq!(c.len(), 2);
         assert!(c.get(&token("RS256"), 0).is_none());
         assert!(c.get(&token("RS512"), 0).is_some());
         let mut none = TokenCache::new(0, usize::MAX);
-        none.insert_verified(&token("RS256"), jwt("RS256"), (0, 0, 0));
+        none.insert_verified(&token("RS256"), jwt("RS256"), (0, 0, 0), &[]);
         assert!(none.is_empty());
     }
 
@@ -295,21 +321,21 @@ mod tests {
         // Room for the first two, not the third: the oldest goes.
         let mut c = TokenCache::new(100, costs[0] + costs[1] + costs[2] - 1);
         for name in names {
-            c.insert_verified(&token(name), jwt(name), (0, 0, 0));
+            c.insert_verified(&token(name), jwt(name), (0, 0, 0), &[]);
         }
         assert_eq!(c.len(), 2);
         assert!(c.get(&token("RS256"), 0).is_none());
         assert_eq!(c.bytes(), costs[1] + costs[2]);
         // An entry over the whole budget is never cached (and evicts nothing).
         let mut small = TokenCache::new(100, costs[0] - 1);
-        small.insert_verified(&token("RS256"), jwt("RS256"), (0, 0, 0));
+        small.insert_verified(&token("RS256"), jwt("RS256"), (0, 0, 0), &[]);
         assert!(small.is_empty());
         assert_eq!(small.bytes(), 0);
         // Expiry gives the bytes back.
         let j = jwt("RS256");
         let exp = j.exp.unwrap();
         let mut c = TokenCache::new(100, usize::MAX);
-        c.insert_verified(&token("RS256"), j, (0, 0, 0));
+        c.insert_verified(&token("RS256"), j, (0, 0, 0), &[]);
         assert!(c.get(&token("RS256"), exp + 1).is_none());
         assert_eq!(c.bytes(), 0);
     }
@@ -338,13 +364,13 @@ mod tests {
             format!("{head}.{} {}", &sig[..10], &sig[10..]),
             format!("{head}.{sig}=="),
         ] {
-            c.insert_verified(&variant, jwt("ES256"), (0, 0, 0));
+            c.insert_verified(&variant, jwt("ES256"), (0, 0, 0), &[]);
         }
         assert!(
             c.is_empty(),
             "whitespace and padding variants are not cached"
         );
-        c.insert_verified(&t, jwt("ES256"), (0, 0, 0));
+        c.insert_verified(&t, jwt("ES256"), (0, 0, 0), &[]);
         assert_eq!(c.len(), 1);
     }
 }
