@@ -584,3 +584,130 @@ fn reply(host: &mut impl Host, status: u32, www_authenticate: Option<&str>, body
     }
     Flow::Pause
 }
+
+#[cfg(test)]
+mod route_change_tests {
+    //! The response-time look at a route Envoy picked again after the filter's header changes.
+    use super::*;
+    use crate::authn::HeaderOp;
+    use crate::host::{SetError, Shared, Unreadable};
+    use crate::testkit::{pem, token};
+    use serde_json::json;
+
+    /// A host with one request whose route name the test sets, replies recorded.
+    #[derive(Default)]
+    struct OneRequest {
+        route: String,
+        headers: Vec<crate::extract::Header>,
+        replies: Vec<(u32, String)>,
+    }
+
+    impl Host for OneRequest {
+        fn now_ms(&mut self) -> Option<u64> {
+            Some(crate::testkit::NOW * 1000)
+        }
+        fn get_shared(&mut self, _key: &str) -> Result<Shared, Unreadable> {
+            Ok((None, None))
+        }
+        fn set_shared(&mut self, _k: &str, _v: &[u8], _c: Option<u32>) -> Result<(), SetError> {
+            Ok(())
+        }
+        fn dispatch(&mut self, _: &str, _: &[(&str, &str)], _: u64) -> Result<u32, String> {
+            Err("no callouts here".into())
+        }
+        fn callout_status(&mut self) -> Option<Vec<u8>> {
+            None
+        }
+        fn callout_body(&mut self, _size: usize) -> Option<Vec<u8>> {
+            None
+        }
+        fn set_tick(&mut self, _ms: u64) -> bool {
+            true
+        }
+        fn enter(&mut self, _context_id: u32) -> bool {
+            true
+        }
+        fn resume(&mut self) -> bool {
+            true
+        }
+        fn request_headers(&mut self) -> Option<Vec<crate::extract::Header>> {
+            Some(self.headers.clone())
+        }
+        fn property(&mut self, path: &[&str]) -> Option<Vec<u8>> {
+            (path == ["xds", "route_name"]).then(|| self.route.clone().into_bytes())
+        }
+        fn apply(&mut self, _op: &HeaderOp) -> bool {
+            true
+        }
+        fn clear_route_cache(&mut self) {}
+        fn reply(&mut self, status: u32, _headers: &[(&str, &str)], body: &str) -> bool {
+            self.replies.push((status, body.to_string()));
+            true
+        }
+        fn count(&mut self, _counter: Counter, _n: u64) {}
+    }
+
+    fn worker(route_names: &[&str]) -> Worker {
+        let policies: Vec<_> = route_names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                json!({"metadata": {"name": format!("p{i}"), "creationTimestamp": format!("2024-01-0{}T00:00:00Z", i + 1)},
+                    "spec": {"applyToRoutes": [{"route": {"name": name}}], "config": {"providers": {"p": {
+                    "local": {"inline": pem("rsa")},
+                    "claimsToHeaders": [{"claim": "sub", "header": "x-sub"}]}}}}})
+            })
+            .collect();
+        let config = crate::config::parse(json!({"policies": policies}).to_string().as_bytes());
+        Worker::new(config.unwrap())
+    }
+
+    fn request(route: &str) -> OneRequest {
+        OneRequest {
+            route: route.into(),
+            headers: vec![
+                (":path".into(), b"/".to_vec()),
+                (
+                    "authorization".into(),
+                    format!("Bearer {}", token("RS256")).into_bytes(),
+                ),
+            ],
+            replies: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_request_moved_to_another_policys_route_gets_a_500_with_the_response() {
+        let mut w = worker(&["a", "b"]);
+        let mut host = request("a");
+        assert_eq!(w.on_request(&mut host, 7), Flow::Continue);
+        host.route = "b".into(); // the router picked again after x-sub was written
+        assert_eq!(w.on_response(&mut host, 7), Flow::Pause);
+        assert_eq!(host.replies.first().map(|r| r.0), Some(500));
+        // Looked at once: the entry is gone.
+        assert_eq!(w.on_response(&mut host, 7), Flow::Continue);
+    }
+
+    #[test]
+    fn a_request_that_stays_or_goes_ungoverned_keeps_its_answer() {
+        for end in ["a", "elsewhere"] {
+            let mut w = worker(&["a", "b"]);
+            let mut host = request("a");
+            assert_eq!(w.on_request(&mut host, 7), Flow::Continue);
+            host.route = end.into();
+            assert_eq!(w.on_response(&mut host, 7), Flow::Continue, "{end}");
+            assert!(host.replies.is_empty());
+        }
+        // With one policy nothing is remembered (no other policy can govern the new route).
+        let mut w = worker(&["a"]);
+        let mut host = request("a");
+        assert_eq!(w.on_request(&mut host, 7), Flow::Continue);
+        assert!(w.moved.is_empty());
+        // A stream that ends early leaves nothing behind.
+        let mut w = worker(&["a", "b"]);
+        let mut host = request("a");
+        assert_eq!(w.on_request(&mut host, 9), Flow::Continue);
+        w.forget(9);
+        assert!(w.moved.is_empty());
+    }
+}
