@@ -188,10 +188,7 @@ impl Worker {
         deadline: Option<u64>,
     ) -> Flow {
         let config = Rc::clone(&self.config);
-        let governing = {
-            let mut route = HostRoute::new(host, &config.settings.route_labels_namespace);
-            select::governing(&config, &mut route)
-        };
+        let governing = governing(&config, host);
         let Some((pi, policy)) = governing.and_then(|pi| config.policies.get(pi).map(|p| (pi, p)))
         else {
             return Flow::Continue;
@@ -243,8 +240,8 @@ impl Worker {
                 if clear_route_cache {
                     host.clear_route_cache();
                 }
-                if (!ops.is_empty() || clear_route_cache) && config.policies.len() > 1 {
-                    self.moved.insert(context_id, pi);
+                if !ops.is_empty() || clear_route_cache {
+                    self.headers_changed(context_id, pi);
                 }
                 host.count(Counter::Allowed, 1);
                 host.count(Counter::PolicyAllowed(pi), 1);
@@ -257,8 +254,8 @@ impl Worker {
                         warn!("cannot change the request headers");
                     }
                 }
-                if !ops.is_empty() && config.policies.len() > 1 {
-                    self.moved.insert(context_id, pi);
+                if !ops.is_empty() {
+                    self.headers_changed(context_id, pi);
                 }
                 info!(
                     "{} (dry run) would have denied a request: {status}",
@@ -510,6 +507,14 @@ impl Worker {
         self.set_tick(host, tick);
     }
 
+    /// Policy `pi` let the request on with changed headers: remembered for [`Worker::on_response`]
+    /// when another policy could govern the route Envoy picks next.
+    fn headers_changed(&mut self, context_id: u32, pi: usize) {
+        if self.config.policies.len() > 1 {
+            self.moved.insert(context_id, pi);
+        }
+    }
+
     /// The request ended (answered, or the client went away).
     pub fn forget(&mut self, context_id: u32) {
         self.waiters.retain(|w| w.context_id != context_id);
@@ -527,10 +532,7 @@ impl Worker {
             return Flow::Continue;
         };
         let config = Rc::clone(&self.config);
-        let governing = {
-            let mut route = HostRoute::new(host, &config.settings.route_labels_namespace);
-            select::governing(&config, &mut route)
-        };
+        let governing = governing(&config, host);
         match governing {
             Some(pj) if pj != pi => {
                 let name = |i: usize| config.policies.get(i).map_or("?", |p| p.name.as_str());
@@ -550,6 +552,12 @@ impl Worker {
             _ => Flow::Continue,
         }
     }
+}
+
+/// The policy governing the route the host reports now.
+fn governing(config: &Config, host: &mut impl Host) -> Option<usize> {
+    let mut route = HostRoute::new(host, &config.settings.route_labels_namespace);
+    select::governing(config, &mut route)
 }
 
 /// The body of a JWKS callout response, or why there is none.
