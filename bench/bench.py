@@ -18,7 +18,8 @@ Run by bench/bench.sh (after it installed wrk and built the wasm and the .venv).
  8. BENCHMARKS.md (report.py) and bench/.work/results.json (every raw number)
 
 Never asserts on performance.  Knobs (environment): BENCH_DURATION (s per run, 5), BENCH_WARMUP
-(s, 2), BENCH_REPS (5), BENCH_CONNECTIONS (16), BENCH_DISTINCT (2000), BENCH_ZIPF_USERS (20000),
+(s, 2), BENCH_REPS (5), BENCH_CONNECTIONS (16), BENCH_DISTINCT (20000: more than ours' default cache of 16384
+tokens, so that cycling through them misses every time), BENCH_ZIPF_USERS (20000),
 BENCH_ZIPF_REQUESTS (60000), BENCH_ZIPF_FORGED (0.01), BENCH_COLD_N (32),
 BENCH_COLD_REPS (3), BENCH_DISTURBED (1.0 CPU), BENCH_MAKEUP (5 runs per workload), BENCH_PIN (1),
 BENCH_UPSTREAM (separate | inprocess), BENCH_OUT
@@ -61,7 +62,9 @@ DURATION = int(os.environ.get("BENCH_DURATION", "5"))
 WARMUP = int(os.environ.get("BENCH_WARMUP", "2"))
 REPS = int(os.environ.get("BENCH_REPS", "5"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
-DISTINCT = int(os.environ.get("BENCH_DISTINCT", "2000"))
+# Distinct tokens per workload, cycled in order: with more of them than ours' default cache holds
+# (16384, evicted oldest first) every request misses it, as a token not seen before does.
+DISTINCT = int(os.environ.get("BENCH_DISTINCT", "20000"))
 ZIPF_USERS = int(os.environ.get("BENCH_ZIPF_USERS", "20000"))
 ZIPF_REQUESTS = int(os.environ.get("BENCH_ZIPF_REQUESTS", "60000"))
 ZIPF_FORGED = float(os.environ.get("BENCH_ZIPF_FORGED", "0.01"))
@@ -152,19 +155,20 @@ def make_material() -> Material:
         path.write_text("\n".join(tokens) + "\n")
         return path
 
-    distinct = [jwtmint.mint(rs, payload(f"user-{i:05d}", jti=f"bench-{i}")) for i in range(DISTINCT)]
+    # Many users: ZIPF_USERS valid RS256 tokens (also the first of the distinct RS256 ones).
+    users = [jwtmint.mint(rs, payload(f"user-{i:05d}")) for i in range(ZIPF_USERS)]
+    distinct = users[:DISTINCT] + [jwtmint.mint(rs, payload(f"user-{i:05d}")) for i in range(len(users), DISTINCT)]
     files = {"distinct": write("distinct-rs256", distinct)}
     firsts = {}
     for wname, alg, _ in DISTINCT_EC:
-        tokens = [jwtmint.mint(keys[alg], payload(f"{alg.lower()}-{i:05d}", jti=f"{alg}-{i}")) for i in range(DISTINCT)]
+        tokens = [jwtmint.mint(keys[alg], payload(f"{alg.lower()}-{i:05d}")) for i in range(DISTINCT)]
         files[wname] = write(wname, tokens)
         firsts[f"first distinct {alg} token"] = tokens[0]
     # Forged: well-formed, known kid, right issuer, wrong signature; every one distinct.
     for wname, key in (("forged_rs256", rs), ("forged_es256", es)):
         files[wname] = write(wname, [jwtmint.tamper_signature(jwtmint.mint(key, payload(f"mallory-{i:05d}")))
                                      for i in range(DISTINCT)])
-    # Many users: ZIPF_USERS valid RS256 tokens drawn with Zipf(1.0), ZIPF_FORGED of the requests forged.
-    users = [jwtmint.mint(rs, payload(f"zipf-{i:05d}")) for i in range(ZIPF_USERS)]
+    # Many users: the users' tokens drawn with Zipf(1.0), ZIPF_FORGED of the requests forged.
     draw = zipf_draw(ZIPF_USERS, ZIPF_REQUESTS)
     forge_every = round(1 / ZIPF_FORGED) if ZIPF_FORGED > 0 else 0
     zipf = [jwtmint.tamper_signature(users[u]) if forge_every and i % forge_every == forge_every - 1 else users[u]
@@ -203,6 +207,10 @@ def workloads(m: Material) -> list[Workload]:
            for w, _, label in DISTINCT_EC]
     ws += [Workload("zipf", f"{ZIPF_USERS} users, Zipf(1.0), {ZIPF_FORGED:.0%} forged", "zipf",
                     {"token_file": m.files["zipf"]}, expect="mixed"),
+           # A request without a token, refused by every enforcing arm: what a 401 costs without
+           # any signature check (a refused request never reaches the upstream, so the forged
+           # tokens' cost is read against this, not against the no-auth arm that proxies).
+           Workload("no_token", "no token (401)", "default", {}, expect="denied"),
            Workload("forged_rs256", f"{DISTINCT} distinct forged RS256", "default",
                     {"token_file": m.files["forged_rs256"]}, expect="denied"),
            Workload("forged_es256", f"{DISTINCT} distinct forged ES256", "default",
@@ -257,16 +265,24 @@ def busy_cpu_seconds() -> float:
     return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+# Where each (Envoy, token file) cycle stands: the next run goes on from there (wrk.lua's
+# BENCH_TOKEN_START), so a distinct-token workload never restarts at tokens the arm's cache holds.
+_cycle_at: dict[tuple[int, str], int] = {}
+
+
 def run_wrk(envoy: Envoy, seconds: int, upstream: Envoy | None, token: str | None = None,
             token_file: Path | None = None, header: str = "Authorization") -> dict:
     """One wrk run against the arm's listener, with the CPU each party used during it."""
     cmd = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", "-s", str(WRK_LUA)]
-    env = {k: v for k, v in os.environ.items() if k not in ("BENCH_TOKEN_FILE", "BENCH_TOKEN_HEADER")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("BENCH_TOKEN_FILE", "BENCH_TOKEN_HEADER", "BENCH_TOKEN_START")}
     if token is not None:
         cmd += ["-H", f"{header}: Bearer {token}"]
+    cycle = (envoy.port, str(token_file))
     if token_file is not None:
         env["BENCH_TOKEN_FILE"] = str(token_file)
         env["BENCH_TOKEN_HEADER"] = header
+        env["BENCH_TOKEN_START"] = str(_cycle_at.get(cycle, 0))
     cmd.append(f"http://127.0.0.1:{envoy.port}/")
 
     load = loadavg()
@@ -287,6 +303,9 @@ def run_wrk(envoy: Envoy, seconds: int, upstream: Envoy | None, token: str | Non
     if proc.returncode != 0 or line is None:
         raise BenchError(f"wrk failed ({proc.returncode}): {proc.stdout[-2000:]}{proc.stderr[-2000:]}")
     data = json.loads(line[len("BENCH_JSON "):])
+    if token_file is not None:
+        # + CONNECTIONS: the requests still in flight when wrk stopped were sent (and cached) too.
+        _cycle_at[cycle] = _cycle_at.get(cycle, 0) + data["requests"] + CONNECTIONS
     lat = data["latency_us"]
     return {"rps": data["requests"] / (data["duration_us"] / 1e6), "requests": data["requests"],
             "p50_ms": lat["p50"] / 1000, "p90_ms": lat["p90"] / 1000, "p99_ms": lat["p99"] / 1000,
@@ -424,10 +443,8 @@ def stop_profile(profile: str, mat: Material, wasm: Path, by_name: dict[str, Env
             res["memory"].setdefault(profile, {})[arm.name] = envoy.memory()
         if profile == "zipf" and arm.name.startswith("ours"):
             # the verified-token cache over the whole workload (warm-up and every run)
-            stats = envoy.stats("wasmcustom.jwt_policy.token_cache_")
-            res.setdefault("cache_stats", {})[arm.name] = {
-                "hit": stats.get("wasmcustom.jwt_policy.token_cache_hit", 0),
-                "miss": stats.get("wasmcustom.jwt_policy.token_cache_miss", 0)}
+            hit, miss = cache_counts(envoy)
+            res.setdefault("cache_stats", {})[arm.name] = {"hit": hit, "miss": miss}
         problems = check_enforcement(arm, envoy, valid, invalid)
         if problems:
             raise BenchError(f"arm {arm.name} ({profile}) stopped enforcing after the runs: " + "; ".join(problems))
@@ -471,6 +488,9 @@ def measure_workload(res: dict, w: Workload, w_arms: list[Arm], by_name: dict[st
     runs: dict[str, list[dict]] = {a.name: [] for a in w_arms}
     for arm in w_arms:
         run_wrk(by_name[arm.name], WARMUP, upstream, **how)
+    # Ours' verified-token cache over the timed runs (after the warm-up): the distinct-token
+    # workloads must miss on every request, the repeated ones hit.
+    cache_before = {a.name: cache_counts(by_name[a.name]) for a in w_arms if a.name.startswith("ours")}
 
     def measure_once(arm: Arm, tag: str) -> None:
         r = run_wrk(by_name[arm.name], DURATION, upstream, **how)
@@ -499,6 +519,16 @@ def measure_workload(res: dict, w: Workload, w_arms: list[Arm], by_name: dict[st
             budget -= 1
     res["runs"][wname] = runs
     res["summary"][wname] = {a: summarize(rs) for a, rs in runs.items()}
+    for name, (hit0, miss0) in cache_before.items():
+        hit, miss = cache_counts(by_name[name])
+        res.setdefault("workload_cache", {}).setdefault(wname, {})[name] = {"hit": hit - hit0, "miss": miss - miss0}
+
+
+def cache_counts(envoy: Envoy) -> tuple[int, int]:
+    """Ours' verified-token cache counters (hits, misses) in this Envoy so far."""
+    stats = envoy.stats("wasmcustom.jwt_policy.token_cache_")
+    return (stats.get("wasmcustom.jwt_policy.token_cache_hit", 0),
+            stats.get("wasmcustom.jwt_policy.token_cache_miss", 0))
 
 
 def main() -> int:

@@ -3,7 +3,9 @@
 -- * BENCH_TOKEN_FILE set: every request carries the next token of that file (one JWT a line) as
 --   `<BENCH_TOKEN_HEADER or Authorization>: Bearer <token>`, cycling, so consecutive requests never repeat a token
 --   until the file is exhausted.  The requests are formatted once, in init, so the per-request
---   Lua cost is an array lookup.
+--   Lua cost is an array lookup.  BENCH_TOKEN_START: where in the file to begin (bench.py passes
+--   where the arm's previous run on this file ended, so the cycle goes on across runs and a cache
+--   smaller than the file never sees a token again before all the others).
 -- * Unset: wrk's static request is used (the token comes from wrk's -H option).
 -- * Always: at the end one line `BENCH_JSON {...}` with exact numbers (latencies in microseconds)
 --   for bench.py to read; wrk's own human-readable report is printed too.
@@ -25,6 +27,7 @@ if token_file and token_file ~= "" then
       end
     end
     if n == 0 then error("no tokens in " .. token_file) end
+    i = (tonumber(os.getenv("BENCH_TOKEN_START") or "0") or 0) % n
   end
 
   request = function()
