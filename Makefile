@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: all build-wasm envoy unit e2e lint test run demo-keys clean fuzz fuzz-tools fuzz-smoke fuzz-diff
+.PHONY: all build-wasm envoy unit e2e lint test run demo-keys clean fuzz fuzz-tools fuzz-smoke fuzz-diff vm-bench
 
 all: test
 
@@ -85,6 +85,14 @@ fuzz-diff: fuzz-tools
 	    -runs=$(DIFF_RUNS) -seed=$(DIFF_SEED) -rss_limit_mb=2048 -max_len=512 -print_final_stats=1 \
 	    || exit 1; \
 	done
+
+## vm-bench: microseconds per signature verification inside Envoy's own V8 (the module built
+## with --features vmbench times the fixture tokens when configured; VM_BENCH_ARGS: ALG=RUNS ...)
+VM_BENCH_WASM := target/vmbench/$(WASM_TARGET)/release/jwt_policy_filter.wasm
+vm-bench: envoy
+	@rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
+	cargo build --release --target $(WASM_TARGET) --features vmbench --target-dir target/vmbench
+	$(PY) scripts/vm_bench.py $(VM_BENCH_WASM) $(VM_BENCH_ARGS)
 
 ## fuzz-smoke: a few seconds per fuzz target (part of make test)
 fuzz-smoke:

@@ -29,9 +29,12 @@ pub mod status;
 pub mod verify;
 pub mod worker;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", not(feature = "vmbench")))]
 mod filter;
 #[cfg(test)]
 mod sim;
 #[cfg(test)]
 mod testkit;
+/// `make vm-bench`: a module that only times the verification primitives inside Envoy's V8.
+#[cfg(all(target_arch = "wasm32", feature = "vmbench"))]
+mod vmbench;

@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""`make vm-bench`: microseconds per signature verification inside Envoy's own V8.
+
+Starts the pinned Envoy (`--concurrency 1`) with the module built `--features vmbench` (it times
+the fixture tokens' verification when configured, on each VM: the main thread's and the
+worker's) and prints its `VMBENCH` lines. Node's V8 (`scripts/run-wasi.cjs`) is an older V8
+than Envoy's; this measures the engine the filter runs in.
+
+    scripts/vm_bench.py WASM [ALG=RUNS ...] [--rounds N]      e.g. ES256=400 RS256=800 --rounds 9
+
+Each VM reports the median over the rounds (the algorithms interleaved within a round); on a
+shared machine read the medians, and compare algorithms measured in the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+from bootstrap import http_listener, static_bootstrap, wasm_filter  # noqa: E402
+
+ENVOY = ROOT / ".venv" / "bin" / "envoy"
+
+
+def main(argv: list[str]) -> int:
+    if not argv:
+        print(__doc__, file=sys.stderr)
+        return 2
+    wasm, rest = argv[0], argv[1:]
+    rounds = 5
+    if "--rounds" in rest:
+        i = rest.index("--rounds")
+        rounds = int(rest[i + 1])
+        rest = rest[:i] + rest[i + 2:]
+    runs = {a: int(n) for a, n in (x.split("=", 1) for x in rest)} or {
+        "RS256": 800, "ES256": 400, "ES384": 100, "ES512": 100, "EdDSA": 400}
+    conf = {"runs": runs, "rounds": rounds}
+    expected = 2 * len(runs)  # each VM (main thread, worker) reports every one
+    with tempfile.TemporaryDirectory(prefix="vm-bench-") as d:
+        boot = static_bootstrap([http_listener("bench", [], [wasm_filter(conf, wasm)])], [])
+        (Path(d) / "envoy.json").write_text(json.dumps(boot))
+        log = Path(d) / "envoy.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen([str(ENVOY), "-c", str(Path(d) / "envoy.json"), "--concurrency", "1",
+                                     "-l", "warning", "--base-id", str(int(time.time()) % 60000 + 1000)],
+                                    stdout=out, stderr=subprocess.STDOUT)
+        lines: list[str] = []
+        deadline = time.time() + 600
+        try:
+            while time.time() < deadline and proc.poll() is None:
+                lines = [x for x in log.read_text(errors="replace").splitlines() if "VMBENCH" in x]
+                if len(lines) >= expected:
+                    break
+                time.sleep(0.5)
+        finally:
+            proc.terminate()
+            proc.wait(10)
+        half = len(lines) // 2
+        for i, x in enumerate(lines):
+            if i in (0, half):
+                print("# the main thread's VM (created first, while Envoy starts)" if i == 0
+                      else "# the worker's VM (the one that serves requests)")
+            print(x[x.index("VMBENCH"):])
+        if len(lines) < expected or any("[error]" in x for x in lines):
+            print(log.read_text(errors="replace")[-3000:], file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

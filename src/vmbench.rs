@@ -1,0 +1,153 @@
+//! `make vm-bench` (`--features vmbench`, never the product's build): instead of the filter, a
+//! root context that, when configured, times the signature check of each fixture token inside
+//! the engine that runs the filter: Envoy's own V8, not Node's (their versions differ, and so
+//! does the code their compilers make of the field arithmetic). Configuration: `{"runs":
+//! {"RS256": 4000, "ES256": 2000, "p256-mul": 100000, ...}, "rounds": 5}` (`p256-mul`, `-sqr`,
+//! `-add`, `-sub`, `-inv`: one P-256 field operation); one log line per algorithm with the
+//! median over the rounds: `VMBENCH <alg> median <value> …`.
+
+use std::collections::BTreeMap;
+
+use proxy_wasm::traits::{Context, RootContext};
+use proxy_wasm::types::LogLevel;
+
+use crate::config;
+use crate::policy::KeySource;
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Bench) });
+}}
+
+struct Bench;
+
+impl Context for Bench {}
+
+const FIXTURES: &str = include_str!("../tests/fixtures/tokens.json");
+
+fn fixture_key(alg: &str) -> &'static str {
+    match alg {
+        "ES256" => "ec256",
+        "ES384" => "ec384",
+        "ES512" => "ec521",
+        "EdDSA" => "ed25519",
+        _ => "rsa",
+    }
+}
+
+impl Bench {
+    /// Nanoseconds per P-256 field operation (`mul`, `sqr`, `add`, `sub`, `inv_plain` mod n),
+    /// each `runs` times in a dependent chain.
+    fn field(&self, op: &str, runs: usize) -> Result<f64, String> {
+        use crate::crypto::ec::{curves, field};
+        let c = curves::p256().ok_or("no curve")?;
+        let (f, n) = (&c.fp, &c.fnn);
+        let mut a = c.g.x;
+        let b = c.g.y;
+        let t0 = self.get_current_time();
+        for _ in 0..runs {
+            a = match op {
+                "mul" => f.mul(&a, &b),
+                "sqr" => f.sqr(&a),
+                "add" => f.add(&a, &b),
+                "sub" => f.sub(&a, &b),
+                _ => n
+                    .inv_plain(&field::add_plain(&field::small(1), &n.sub(&a, &b)))
+                    .unwrap_or(a),
+            };
+        }
+        let elapsed = self
+            .get_current_time()
+            .duration_since(t0)
+            .unwrap_or_default();
+        if a == b {
+            return Err("unlikely".into());
+        }
+        Ok(elapsed.as_secs_f64() * 1e9 / runs.max(1) as f64)
+    }
+
+    /// Microseconds per verification of the fixture token `alg`, or why not.
+    fn time(&self, fixtures: &serde_json::Value, alg: &str, runs: usize) -> Result<f64, String> {
+        if let Some(op) = alg.strip_prefix("p256-") {
+            return self.field(op, runs);
+        }
+        let pem = fixtures
+            .pointer(&format!("/keys/{}/pem", fixture_key(alg)))
+            .and_then(serde_json::Value::as_str)
+            .ok_or("no fixture key")?;
+        let token = fixtures
+            .pointer(&format!("/tokens/{alg}/token"))
+            .and_then(serde_json::Value::as_str)
+            .ok_or("no fixture token")?;
+        let spec = serde_json::json!({"config": {"providers": {"p": {"local": {"inline": pem}}}}});
+        let mut cfg = config::parse(spec.to_string().as_bytes()).map_err(|e| format!("{e:?}"))?;
+        let policy = cfg.policies.pop().ok_or("no policy")?;
+        let Some(KeySource::Local(jwks)) = policy.providers.first().map(|p| &p.keys) else {
+            return Err("no local keys".into());
+        };
+        let jwt = crate::jwt::parse(token).map_err(|e| format!("{e:?}"))?;
+        // Warm-up: the key's tables, the curve's G tables.
+        for _ in 0..20 {
+            let _ = crate::verify::verify_signature(&jwt, jwks);
+        }
+        let t0 = self.get_current_time();
+        let ok = (0..runs)
+            .filter(|_| crate::verify::verify_signature(&jwt, jwks).is_ok())
+            .count();
+        let elapsed = self
+            .get_current_time()
+            .duration_since(t0)
+            .unwrap_or_default();
+        if ok != runs {
+            return Err(format!("{ok}/{runs} verified"));
+        }
+        Ok(elapsed.as_secs_f64() * 1e6 / runs.max(1) as f64)
+    }
+}
+
+impl RootContext for Bench {
+    fn on_configure(&mut self, _: usize) -> bool {
+        let conf: serde_json::Value = self
+            .get_plugin_configuration()
+            .and_then(|c| serde_json::from_slice(&c).ok())
+            .unwrap_or_default();
+        let runs: BTreeMap<String, usize> = conf
+            .get("runs")
+            .and_then(|r| serde_json::from_value(r.clone()).ok())
+            .unwrap_or_default();
+        let rounds = conf
+            .get("rounds")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(1);
+        let fixtures: serde_json::Value = serde_json::from_str(FIXTURES).unwrap_or_default();
+        // Rounds interleave the algorithms; the medians are what to read on a shared machine.
+        let mut all: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+        for _ in 0..rounds {
+            for (alg, &n) in &runs {
+                match self.time(&fixtures, alg, n) {
+                    Ok(us) => all.entry(alg.as_str()).or_default().push(us),
+                    Err(e) => log::error!("VMBENCH {alg}: {e}"),
+                }
+            }
+        }
+        for (alg, mut v) in all {
+            v.sort_by(f64::total_cmp);
+            let median = v.get(v.len() / 2).copied().unwrap_or(0.0);
+            let (lo, hi) = (
+                v.first().copied().unwrap_or(0.0),
+                v.last().copied().unwrap_or(0.0),
+            );
+            let unit = if alg.starts_with("p256-") {
+                "ns per operation"
+            } else {
+                "µs per verification"
+            };
+            log::warn!(
+                "VMBENCH {alg} median {median:.1} {unit} ({} rounds of {}: {lo:.1}–{hi:.1})",
+                v.len(),
+                runs.get(alg).copied().unwrap_or(0)
+            );
+        }
+        true
+    }
+}
