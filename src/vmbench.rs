@@ -3,7 +3,8 @@
 //! the engine that runs the filter: Envoy's own V8, not Node's (their versions differ, and so
 //! does the code their compilers make of the field arithmetic). Configuration: `{"runs":
 //! {"RS256": 4000, "ES256": 2000, "p256-mul": 100000, ...}, "rounds": 5}` (`p256-mul`, `-sqr`,
-//! `-add`, `-sub`, `-inv`: one P-256 field operation); one log line per algorithm with the
+//! `-add`, `-sub`, `-inv`: one P-256 field operation; `miss-RS256` etc.: the core's whole
+//! decision for a token not seen before); one log line per algorithm with the
 //! median over the rounds: `VMBENCH <alg> median <value> …`.
 
 use std::collections::BTreeMap;
@@ -71,6 +72,10 @@ impl Bench {
         if let Some(op) = alg.strip_prefix("p256-") {
             return self.field(op, runs);
         }
+        let (whole, alg) = match alg.strip_prefix("miss-") {
+            Some(a) => (true, a),
+            None => (false, alg),
+        };
         let pem = fixtures
             .pointer(&format!("/keys/{}/pem", fixture_key(alg)))
             .and_then(serde_json::Value::as_str)
@@ -79,12 +84,16 @@ impl Bench {
             .pointer(&format!("/tokens/{alg}/token"))
             .and_then(serde_json::Value::as_str)
             .ok_or("no fixture token")?;
-        let spec = serde_json::json!({"config": {"providers": {"p": {"local": {"inline": pem}}}}});
+        let spec = serde_json::json!({"config": {"providers": {"p": {"local": {"inline": pem},
+            "claimsToHeaders": [{"claim": "sub", "header": "x-sub"}]}}}});
         let mut cfg = config::parse(spec.to_string().as_bytes()).map_err(|e| format!("{e:?}"))?;
         let policy = cfg.policies.pop().ok_or("no policy")?;
         let Some(KeySource::Local(jwks)) = policy.providers.first().map(|p| &p.keys) else {
             return Err("no local keys".into());
         };
+        if whole {
+            return self.whole_decision(&policy, jwks, token, runs);
+        }
         let jwt = crate::jwt::parse(token).map_err(|e| format!("{e:?}"))?;
         // Warm-up: the key's tables, the curve's G tables.
         for _ in 0..20 {
@@ -100,6 +109,53 @@ impl Bench {
             .unwrap_or_default();
         if ok != runs {
             return Err(format!("{ok}/{runs} verified"));
+        }
+        Ok(elapsed.as_secs_f64() * 1e6 / runs.max(1) as f64)
+    }
+}
+
+impl Bench {
+    /// `miss-ALG`: the core's whole decision for a token it has not seen (a cache of zero
+    /// entries: extraction, parsing, SHA, the signature, the claims, the header changes),
+    /// µs per request.
+    fn whole_decision(
+        &self,
+        policy: &crate::policy::Policy,
+        jwks: &crate::jwks::Jwks,
+        token: &str,
+        runs: usize,
+    ) -> Result<f64, String> {
+        use crate::authn::{Decision, Keys, RequestView, decide};
+        let headers = vec![
+            (":method".to_string(), b"GET".to_vec()),
+            (":path".to_string(), b"/get".to_vec()),
+            (":authority".to_string(), b"api.example".to_vec()),
+            (
+                "authorization".to_string(),
+                format!("Bearer {token}").into_bytes(),
+            ),
+            ("user-agent".to_string(), b"wrk".to_vec()),
+        ];
+        let keys = |_: usize| Keys::local(jwks);
+        let mut cache = crate::jwt_cache::TokenCache::new(0, usize::MAX);
+        let view = RequestView { headers: &headers };
+        let mut once = || {
+            matches!(
+                decide(policy, &view, 1_800_000_000, &keys, &mut cache),
+                Decision::Allow { .. }
+            )
+        };
+        for _ in 0..20 {
+            once();
+        }
+        let t0 = self.get_current_time();
+        let ok = (0..runs).filter(|_| once()).count();
+        let elapsed = self
+            .get_current_time()
+            .duration_since(t0)
+            .unwrap_or_default();
+        if ok != runs {
+            return Err(format!("{ok}/{runs} allowed"));
         }
         Ok(elapsed.as_secs_f64() * 1e6 / runs.max(1) as f64)
     }
@@ -139,6 +195,8 @@ impl RootContext for Bench {
             );
             let unit = if alg.starts_with("p256-") {
                 "ns per operation"
+            } else if alg.starts_with("miss-") {
+                "µs per decision"
             } else {
                 "µs per verification"
             };
