@@ -7,6 +7,7 @@ worker's) and prints its `VMBENCH` lines. Node's V8 (`scripts/run-wasi.cjs`) is 
 than Envoy's; this measures the engine the filter runs in.
 
     scripts/vm_bench.py WASM [ALG=RUNS ...] [--rounds N]      e.g. ES256=400 RS256=800 --rounds 9
+    scripts/vm_bench.py WASM --hostcalls [--rounds N]         ns per host call, in a request
 
 Each VM reports the median over the rounds (the algorithms interleaved within a round); on a
 shared machine read the medians, and compare algorithms measured in the same run.
@@ -38,6 +39,8 @@ def main(argv: list[str]) -> int:
         i = rest.index("--rounds")
         rounds = int(rest[i + 1])
         rest = rest[:i] + rest[i + 2:]
+    if "--hostcalls" in rest:
+        return hostcalls(wasm, rounds)
     runs = {a: int(n) for a, n in (x.split("=", 1) for x in rest)} or {
         "RS256": 800, "ES256": 400, "ES384": 100, "ES512": 100, "EdDSA": 400}
     conf = {"runs": runs, "rounds": rounds}
@@ -70,6 +73,53 @@ def main(argv: list[str]) -> int:
         if len(lines) < expected or any("[error]" in x for x in lines):
             print(log.read_text(errors="replace")[-3000:], file=sys.stderr)
             return 1
+    return 0
+
+
+HOSTCALLS = ("none", "headers", "add-remove", "remove-absent", "clear-route-cache", "time", "metric")
+
+
+def hostcalls(wasm: str, rounds: int, n: int = 20000) -> int:
+    """Each host call timed `n` times inside one request's context, `rounds` times interleaved;
+    the median ns per call (the module answers each request itself)."""
+    import socket
+    import statistics
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with tempfile.TemporaryDirectory(prefix="vm-bench-") as d:
+        boot = static_bootstrap([http_listener("bench", [], [wasm_filter({"runs": {}}, wasm)], port)], [])
+        (Path(d) / "envoy.json").write_text(json.dumps(boot))
+        log = Path(d) / "envoy.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen([str(ENVOY), "-c", str(Path(d) / "envoy.json"), "--concurrency", "1",
+                                     "-l", "warning", "--base-id", str(int(time.time()) % 60000 + 1000)],
+                                    stdout=out, stderr=subprocess.STDOUT)
+        results: dict[str, list[float]] = {op: [] for op in HOSTCALLS}
+        try:
+            def ask(op: str) -> float:
+                req = urllib.request.Request(f"http://127.0.0.1:{port}/",
+                                             headers={"x-bench-op": op, "x-bench-n": str(n),
+                                                      "authorization": "Bearer " + "x" * 600})
+                with urllib.request.urlopen(req, timeout=30) as r:
+                    return float(r.read().decode().split()[1])
+            for _ in range(100):
+                try:
+                    ask("none")
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            for _ in range(rounds):
+                for op in HOSTCALLS:
+                    results[op].append(ask(op))
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    for op, v in results.items():
+        print(f"HOSTCALL {op:18s} median {statistics.median(v):7.0f} ns per call "
+              f"({len(v)} rounds of {n}: {min(v):.0f}–{max(v):.0f})")
     return 0
 
 

@@ -6,11 +6,18 @@
 //! `-add`, `-sub`, `-inv`: one P-256 field operation; `miss-RS256` etc.: the core's whole
 //! decision for a token not seen before); one log line per algorithm with the
 //! median over the rounds: `VMBENCH <alg> median <value> …`.
+//!
+//! It also answers every request itself, after timing in that request's context the host call
+//! named by its `x-bench-op` header `x-bench-n` times (`headers`: read the whole request header
+//! map; `add-remove`: add a header and remove it again; `remove-absent`: remove a header the
+//! request does not carry; `clear-route-cache`: the foreign function; `time`: read the clock;
+//! `metric`: increment a counter; `none`: nothing), the answer's body `ns per call`.
 
 use std::collections::BTreeMap;
 
-use proxy_wasm::traits::{Context, RootContext};
-use proxy_wasm::types::LogLevel;
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType};
 
 use crate::config;
 use crate::policy::KeySource;
@@ -161,7 +168,70 @@ impl Bench {
     }
 }
 
+struct HostcallTimer;
+
+impl Context for HostcallTimer {}
+
+impl HttpContext for HostcallTimer {
+    fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
+        let op = self
+            .get_http_request_header("x-bench-op")
+            .unwrap_or_default();
+        let n: u32 = self
+            .get_http_request_header("x-bench-n")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1000);
+        let metric = hostcalls::define_metric(MetricType::Counter, "vmbench_calls").unwrap_or(0);
+        let map = MapType::HttpRequestHeaders;
+        let t0 = self.get_current_time();
+        let mut sink = 0usize;
+        for _ in 0..n {
+            match op.as_str() {
+                "headers" => {
+                    sink += hostcalls::get_map_bytes(map).map_or(0, |h| h.len());
+                }
+                "add-remove" => {
+                    let _ = hostcalls::add_map_value(map, "x-bench-claim", "value");
+                    let _ = hostcalls::set_map_value_bytes(map, "x-bench-claim", None);
+                }
+                "remove-absent" => {
+                    let _ = hostcalls::set_map_value_bytes(map, "x-bench-absent", None);
+                }
+                "clear-route-cache" => {
+                    let _ = hostcalls::call_foreign_function("clear_route_cache", Some(&[]));
+                }
+                "time" => {
+                    sink += usize::from(hostcalls::get_current_time().is_ok());
+                }
+                "metric" => {
+                    let _ = hostcalls::increment_metric(metric, 1);
+                }
+                _ => {}
+            }
+        }
+        let elapsed = self
+            .get_current_time()
+            .duration_since(t0)
+            .unwrap_or_default();
+        let ns = elapsed.as_secs_f64() * 1e9 / f64::from(n.max(1));
+        self.send_http_response(
+            200,
+            vec![],
+            Some(format!("{op} {ns:.0} ns per call ({sink})\n").as_bytes()),
+        );
+        Action::Pause
+    }
+}
+
 impl RootContext for Bench {
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+
+    fn create_http_context(&self, _: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(HostcallTimer))
+    }
+
     fn on_configure(&mut self, _: usize) -> bool {
         let conf: serde_json::Value = self
             .get_plugin_configuration()
