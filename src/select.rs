@@ -129,13 +129,19 @@ pub fn selects(policy: &Policy, info: &mut dyn RouteInfo) -> bool {
 /// an instance serving one phase (`settings.phase`) enforces it only when it is of that phase,
 /// so per-phase instances that see the same policies always agree on the governing one.
 pub fn governing(config: &Config, info: &mut dyn RouteInfo) -> Option<usize> {
-    let i = config.policies.iter().position(|p| selects(p, info))?;
+    let i = oldest_selecting(config, info)?;
     let policy = config.policies.get(i)?;
     config
         .settings
         .phase
         .is_none_or(|phase| policy.phase == phase)
         .then_some(i)
+}
+
+/// The index of the oldest policy that selects the request, whatever its phase: the one that
+/// governs it in whichever instance serves that phase.
+pub fn oldest_selecting(config: &Config, info: &mut dyn RouteInfo) -> Option<usize> {
+    config.policies.iter().position(|p| selects(p, info))
 }
 
 /// Which properties any policy of `config` needs (so the filter reads no others).

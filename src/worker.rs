@@ -536,8 +536,10 @@ impl Worker {
             return Flow::Continue;
         };
         let config = Rc::clone(&self.config);
-        let governing = governing(&config, host);
-        match governing {
+        // Whatever its phase: with per-phase instances (as `render --istio` deploys them) the
+        // final route's policy may be another instance's, which saw only the old route.
+        let mut route = HostRoute::new(host, &config.settings.route_labels_namespace);
+        match select::oldest_selecting(&config, &mut route) {
             Some(pj) if pj != pi => {
                 let name = |i: usize| config.policies.get(i).map_or("?", |p| p.name.as_str());
                 error!(
@@ -660,18 +662,61 @@ mod route_change_tests {
     }
 
     fn worker(route_names: &[&str]) -> Worker {
+        phased_worker(route_names, &[], None)
+    }
+
+    /// Policy `i` on route `route_names[i]`, of phase `phases[i]` (preAuthz when absent), in an
+    /// instance serving `instance_phase` (every phase when `None`).
+    fn phased_worker(
+        route_names: &[&str],
+        phases: &[&str],
+        instance_phase: Option<&str>,
+    ) -> Worker {
         let policies: Vec<_> = route_names
             .iter()
             .enumerate()
             .map(|(i, name)| {
+                let phase = phases.get(i).copied().unwrap_or("preAuthz");
                 json!({"metadata": {"name": format!("p{i}"), "creationTimestamp": format!("2024-01-0{}T00:00:00Z", i + 1)},
-                    "spec": {"applyToRoutes": [{"route": {"name": name}}], "config": {"providers": {"p": {
+                    "spec": {"applyToRoutes": [{"route": {"name": name}}], "config": {
+                    "phase": {phase: {}},
+                    "providers": {"p": {
                     "local": {"inline": pem("rsa")},
                     "claimsToHeaders": [{"claim": "sub", "header": "x-sub"}]}}}}})
             })
             .collect();
-        let config = crate::config::parse(json!({"policies": policies}).to_string().as_bytes());
+        let mut plugin = json!({"policies": policies});
+        if let Some(phase) = instance_phase {
+            plugin["settings"] = json!({"phase": phase});
+        }
+        let config = crate::config::parse(plugin.to_string().as_bytes());
         Worker::new(config.unwrap())
+    }
+
+    #[test]
+    fn a_request_moved_to_a_route_another_phases_instance_governs_gets_a_500_too() {
+        // Per-phase instances, as `render --istio` deploys them: each carries both policies.
+        // The preAuthz one changed the headers under p0; the router then picked route b, whose
+        // postAuthz policy p1 the postAuthz instance never ran (it saw route a).
+        let mut pre = phased_worker(&["a", "b"], &["preAuthz", "postAuthz"], Some("preAuthz"));
+        let mut host = request("a");
+        assert_eq!(pre.on_request(&mut host, 7), Flow::Continue);
+        host.route = "b".into();
+        assert_eq!(pre.on_response(&mut host, 7), Flow::Pause);
+        assert_eq!(host.replies.first().map(|r| r.0), Some(500));
+        // And the other way: the postAuthz instance's changes moved a request onto a preAuthz
+        // policy's route.
+        let mut post = phased_worker(&["a", "b"], &["preAuthz", "postAuthz"], Some("postAuthz"));
+        let mut host = request("b");
+        assert_eq!(post.on_request(&mut host, 8), Flow::Continue);
+        host.route = "a".into();
+        assert_eq!(post.on_response(&mut host, 8), Flow::Pause);
+        assert_eq!(host.replies.first().map(|r| r.0), Some(500));
+        // The instance of the other phase changed nothing, remembered nothing: no answer replaced.
+        let mut host = request("a");
+        assert_eq!(post.on_request(&mut host, 9), Flow::Continue);
+        host.route = "b".into();
+        assert_eq!(post.on_response(&mut host, 9), Flow::Continue);
     }
 
     fn request(route: &str) -> OneRequest {
