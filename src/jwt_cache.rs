@@ -214,7 +214,17 @@ impl TokenCache {
         }
         while self.map.len() >= self.capacity || self.bytes.saturating_add(bytes) > self.max_bytes {
             match self.order.pop_front() {
-                Some(old) => self.remove(&old),
+                // Only the entry this queue slot was made for: a key dropped for expiry and
+                // inserted again has a newer slot (and another `Rc`), and stays.
+                Some(old) => {
+                    if self
+                        .map
+                        .get_key_value(&*old)
+                        .is_some_and(|(live, _)| Rc::ptr_eq(live, &old))
+                    {
+                        self.remove(&old);
+                    }
+                }
                 None => break,
             }
         }
@@ -309,6 +319,25 @@ mod tests {
         let mut none = TokenCache::new(0, usize::MAX);
         none.insert_verified(&token("RS256"), jwt("RS256"), (0, 0, 0), &[]);
         assert!(none.is_empty());
+    }
+
+    #[test]
+    fn a_token_inserted_again_after_expiry_is_not_evicted_by_its_old_queue_slot() {
+        // Review 2: the queue kept the expired entry's slot; evicting it removed the new entry.
+        let mut c = TokenCache::new(2, usize::MAX);
+        let exp = jwt("RS256").exp.unwrap();
+        c.insert_verified(&token("RS256"), jwt("RS256"), (0, 0, 0), &[]);
+        c.insert_verified(&token("RS384"), jwt("RS384"), (0, 0, 0), &[]);
+        assert!(
+            c.get(&token("RS256"), exp + 1).is_none(),
+            "dropped for expiry"
+        );
+        c.insert_verified(&token("RS256"), jwt("RS256"), (0, 0, 0), &[]);
+        c.insert_verified(&token("RS512"), jwt("RS512"), (0, 0, 0), &[]);
+        // The oldest live entry (RS384) went, not the RS256 inserted after it.
+        assert_eq!(c.len(), 2);
+        assert!(c.get(&token("RS256"), 0).is_some());
+        assert!(c.get(&token("RS384"), 0).is_none());
     }
 
     #[test]
