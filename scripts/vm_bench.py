@@ -29,6 +29,19 @@ from bootstrap import http_listener, static_bootstrap, wasm_filter  # noqa: E402
 ENVOY = ROOT / ".venv" / "bin" / "envoy"
 
 
+def start_envoy(d: Path, conf: dict, wasm: str, port: int = 0) -> tuple[subprocess.Popen, Path]:
+    """The pinned Envoy (`--concurrency 1`) with the module configured with ``conf`` on a
+    listener at ``port``; its log in ``d``."""
+    boot = static_bootstrap([http_listener("bench", [], [wasm_filter(conf, wasm)], port)], [])
+    (d / "envoy.json").write_text(json.dumps(boot))
+    log = d / "envoy.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([str(ENVOY), "-c", str(d / "envoy.json"), "--concurrency", "1",
+                                 "-l", "warning", "--base-id", str(int(time.time()) % 60000 + 1000)],
+                                stdout=out, stderr=subprocess.STDOUT)
+    return proc, log
+
+
 def main(argv: list[str]) -> int:
     if not argv:
         print(__doc__, file=sys.stderr)
@@ -46,13 +59,7 @@ def main(argv: list[str]) -> int:
     conf = {"runs": runs, "rounds": rounds}
     expected = 2 * len(runs)  # each VM (main thread, worker) reports every one
     with tempfile.TemporaryDirectory(prefix="vm-bench-") as d:
-        boot = static_bootstrap([http_listener("bench", [], [wasm_filter(conf, wasm)])], [])
-        (Path(d) / "envoy.json").write_text(json.dumps(boot))
-        log = Path(d) / "envoy.log"
-        with open(log, "wb") as out:
-            proc = subprocess.Popen([str(ENVOY), "-c", str(Path(d) / "envoy.json"), "--concurrency", "1",
-                                     "-l", "warning", "--base-id", str(int(time.time()) % 60000 + 1000)],
-                                    stdout=out, stderr=subprocess.STDOUT)
+        proc, log = start_envoy(Path(d), conf, wasm)
         lines: list[str] = []
         deadline = time.time() + 600
         try:
@@ -90,13 +97,7 @@ def hostcalls(wasm: str, rounds: int, n: int = 20000) -> int:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     with tempfile.TemporaryDirectory(prefix="vm-bench-") as d:
-        boot = static_bootstrap([http_listener("bench", [], [wasm_filter({"runs": {}}, wasm)], port)], [])
-        (Path(d) / "envoy.json").write_text(json.dumps(boot))
-        log = Path(d) / "envoy.log"
-        with open(log, "wb") as out:
-            proc = subprocess.Popen([str(ENVOY), "-c", str(Path(d) / "envoy.json"), "--concurrency", "1",
-                                     "-l", "warning", "--base-id", str(int(time.time()) % 60000 + 1000)],
-                                    stdout=out, stderr=subprocess.STDOUT)
+        proc, _ = start_envoy(Path(d), {"runs": {}}, wasm, port)
         results: dict[str, list[float]] = {op: [] for op in HOSTCALLS}
         try:
             def ask(op: str) -> float:

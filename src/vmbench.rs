@@ -102,20 +102,23 @@ impl Bench {
             return self.whole_decision(&policy, jwks, token, runs);
         }
         let jwt = crate::jwt::parse(token).map_err(|e| format!("{e:?}"))?;
-        // Warm-up: the key's tables, the curve's G tables.
+        self.timed(runs, || crate::verify::verify_signature(&jwt, jwks).is_ok())
+    }
+
+    /// µs per call of `once` over `runs` calls after 20 of warm-up (the key's tables, the
+    /// curve's `G` tables, the tier-up), or an error unless every call succeeded.
+    fn timed(&self, runs: usize, mut once: impl FnMut() -> bool) -> Result<f64, String> {
         for _ in 0..20 {
-            let _ = crate::verify::verify_signature(&jwt, jwks);
+            once();
         }
         let t0 = self.get_current_time();
-        let ok = (0..runs)
-            .filter(|_| crate::verify::verify_signature(&jwt, jwks).is_ok())
-            .count();
+        let ok = (0..runs).filter(|_| once()).count();
         let elapsed = self
             .get_current_time()
             .duration_since(t0)
             .unwrap_or_default();
         if ok != runs {
-            return Err(format!("{ok}/{runs} verified"));
+            return Err(format!("{ok}/{runs} succeeded"));
         }
         Ok(elapsed.as_secs_f64() * 1e6 / runs.max(1) as f64)
     }
@@ -146,25 +149,12 @@ impl Bench {
         let keys = |_: usize| Keys::local(jwks);
         let mut cache = crate::jwt_cache::TokenCache::new(0, usize::MAX);
         let view = RequestView { headers: &headers };
-        let mut once = || {
+        self.timed(runs, || {
             matches!(
                 decide(policy, &view, 1_800_000_000, &keys, &mut cache),
                 Decision::Allow { .. }
             )
-        };
-        for _ in 0..20 {
-            once();
-        }
-        let t0 = self.get_current_time();
-        let ok = (0..runs).filter(|_| once()).count();
-        let elapsed = self
-            .get_current_time()
-            .duration_since(t0)
-            .unwrap_or_default();
-        if ok != runs {
-            return Err(format!("{ok}/{runs} allowed"));
-        }
-        Ok(elapsed.as_secs_f64() * 1e6 / runs.max(1) as f64)
+        })
     }
 }
 
