@@ -62,6 +62,9 @@ fuzz-tools:
 
 ## fuzz: every fuzz target for FUZZ_SECONDS each (or FUZZ_RUNS executions); new inputs go to fuzz/corpus-work/
 fuzz: fuzz-tools
+	@# Every target in one cargo build first: the two cores build the nine binaries side by side
+	@# (one `cargo fuzz run` at a time built them one after another); the runs then build nothing.
+	cd fuzz && cargo +nightly fuzz build -O
 	cd fuzz && for t in $(FUZZ_TARGETS); do \
 	  mkdir -p corpus-work/$$t && \
 	  cargo +nightly fuzz run -O $$t corpus-work/$$t corpus/$$t -- \
