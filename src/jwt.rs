@@ -109,7 +109,7 @@ fn decode_json_object(
     bad_json: Status,
 ) -> Result<Map<String, Value>, Status> {
     let bytes = b64::decode_url(segment).ok_or(bad_b64)?;
-    match crate::json::parse_lenient(&bytes) {
+    match crate::json::parse_token_json(&bytes) {
         Some(Value::Object(map)) => Ok(map),
         _ => Err(bad_json),
     }
