@@ -168,15 +168,35 @@ fn parse_jwk(jwk: &Value) -> Result<Key, String> {
     {
         return Err(format!("[use] is {usage:?}, not \"sig\""));
     }
-    let alg = str_field(jwk, "alg")?.map(str::to_owned);
-    let kid = str_field(jwk, "kid")?.map(str::to_owned);
+    // As jwt_verify_lib: a `kid` or `alg` that is not a string counts as absent.
+    let alg = jwk.get("alg").and_then(Value::as_str).map(str::to_owned);
+    let kid = jwk.get("kid").and_then(Value::as_str).map(str::to_owned);
     let material = match kty {
         "RSA" => {
             let (n, e) = (b64_field(jwk, "n")?, b64_field(jwk, "e")?);
             Material::Rsa(RsaKey::new(&n, &e).map_err(|why| why.to_string())?)
         }
         "EC" => {
-            let crv = str_field(jwk, "crv")?.ok_or("[crv] is missing")?;
+            // As jwt_verify_lib: without `crv` the curve is `alg`'s (P-256 when neither is
+            // set), and an `alg` of another curve drops the key.
+            let of_alg = match alg.as_deref() {
+                Some("ES256") => Some("P-256"),
+                Some("ES384") => Some("P-384"),
+                Some("ES512") => Some("P-521"),
+                _ => None,
+            };
+            let crv = match (str_field(jwk, "crv")?, of_alg) {
+                (Some(crv), Some(wanted)) if crv != wanted => {
+                    return Err(format!(
+                        "[alg] {:?} does not go with [crv] {crv:?}",
+                        alg.as_deref().unwrap_or_default()
+                    ));
+                }
+                (Some(crv), _) => crv,
+                (None, Some(wanted)) => wanted,
+                (None, None) if alg.is_none() => "P-256",
+                (None, None) => return Err("[crv] is missing".into()),
+            };
             let size = match crv {
                 "P-256" => 32,
                 "P-384" => 48,
@@ -390,6 +410,43 @@ mod tests {
         let err =
             parse_jwks(br#"{"keys":[{"kty":"EC","crv":"P-999","x":"AA","y":"AA"}]}"#).unwrap_err();
         assert!(err.to_string().contains("keys[0]"), "{err}");
+    }
+
+    #[test]
+    fn ec_keys_read_crv_alg_and_kid_as_jwt_verify_lib() {
+        use crate::testkit::{jwk, jwks_doc};
+        use serde_json::json;
+        let parse = |k: Value| parse_jwks(jwks_doc(vec![k]).as_bytes());
+        let with = |name: &str, extra: Value, drop: &[&str]| {
+            let mut k = jwk(name, extra);
+            if let Some(o) = k.as_object_mut() {
+                for f in drop {
+                    o.remove(*f);
+                }
+            }
+            k
+        };
+        // Without `crv`: `alg`'s curve, or P-256 when neither is set.
+        let k = parse(with("ec384", json!({"alg": "ES384"}), &["crv"])).unwrap();
+        assert!(matches!(
+            k.keys.first().map(|k| &k.material),
+            Some(Material::P384(_))
+        ));
+        let k = parse(with("ec256", json!({}), &["crv", "alg"])).unwrap();
+        assert!(matches!(
+            k.keys.first().map(|k| &k.material),
+            Some(Material::P256(_))
+        ));
+        assert!(
+            parse(with("ec384", json!({}), &["crv", "alg"])).is_err(),
+            "not a P-256 point"
+        );
+        // An `alg` of another curve drops the key.
+        assert!(parse(with("ec384", json!({"alg": "ES256"}), &[])).is_err());
+        // A `kid` or `alg` that is not a string counts as absent.
+        let k = parse(with("ec256", json!({"kid": 5, "alg": 7}), &[])).unwrap();
+        let first = k.keys.first().unwrap();
+        assert_eq!((first.kid.as_deref(), first.alg.as_deref()), (None, None));
     }
 
     #[test]
