@@ -195,7 +195,8 @@ fn distinct<'a>(names: impl Iterator<Item = &'a String>) -> Vec<&'a str> {
 
 /// As `jwt_authn` (`extractJWT`): without a prefix the whole value is the token; with one, a
 /// value that does not contain it (case-sensitive, anywhere) holds no token, else the token is
-/// the rest of the value from the first base64url character (or `.`) after the prefix, to the
+/// the rest of the value from the first base64url character after the prefix (a `.` is
+/// skipped too: `Bearer .<t>` holds `<t>`, as `jwt_authn` reads it), to the
 /// end of the value; when there is no such character the whole value is the token.
 fn header_token<'v>(value: &'v [u8], prefix: &[u8], work: &mut Work) -> Option<&'v [u8]> {
     if prefix.is_empty() {
@@ -213,9 +214,9 @@ fn header_token<'v>(value: &'v [u8], prefix: &[u8], work: &mut Work) -> Option<&
     }
 }
 
-/// RFC 4648 §5 base64url, plus `.`.
+/// RFC 4648 §5 base64url (SPEC §1: where the token starts).
 fn is_token_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_')
 }
 
 /// The first position of `needle` in `hay` (not empty), counting every byte compared.
@@ -543,6 +544,11 @@ mod tests {
             got("CCCDCCCDDD==t"),
             vec![header("prefix-header", "t")],
             "a partial match does not hide a later one"
+        );
+        assert_eq!(
+            got("CCCDDD=.a.b.c"),
+            vec![header("prefix-header", "a.b.c")],
+            "a `.` is not where a token starts (SPEC §1; jwt_authn reads it so)"
         );
     }
 
