@@ -97,9 +97,9 @@ vm-bench: envoy
 	cargo build --release --target $(WASM_TARGET) --features vmbench --target-dir target/vmbench
 	$(PY) scripts/vm_bench.py $(VM_BENCH_WASM) $(VM_BENCH_ARGS)
 
-## fuzz-smoke: a few seconds per fuzz target (part of make test)
+## fuzz-smoke: three seconds per fuzz target (part of make test)
 fuzz-smoke:
-	$(MAKE) fuzz FUZZ_SECONDS=5
+	$(MAKE) fuzz FUZZ_SECONDS=3
 
 ## test: lint, unit, fuzz smoke, policy and Istio-manifest checks, e2e
 test: lint unit fuzz-smoke check-policies check-manifests e2e

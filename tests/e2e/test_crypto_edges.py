@@ -166,7 +166,9 @@ def bad_ec_keys(alg):
     return good, keys
 
 
-@pytest.mark.parametrize("alg", ECS)
+# One curve here (each bad key boots an Envoy): P-384 and P-521 keys go through the same parse
+# (RustCrypto's checked SEC1 points), covered by `jwks` unit tests and the Wycheproof vectors.
+@pytest.mark.parametrize("alg", ["ES256"])
 def test_invalid_ec_keys_are_dropped_and_never_verify(envoy, alg):
     good, keys = bad_ec_keys(alg)
     si = signing_input(alg, "bad")
