@@ -63,6 +63,7 @@ DUPLICATES = {
     "exp twice, the last in the future": (H, '{"iss":"%s","exp":1000,"exp":%d}' % (ISSUER, NOW + 3600)),
     "iss twice, the last configured": (H, '{"iss":"https://evil.example","iss":"%s","exp":%d}' % (ISSUER, NOW + 3600)),
     "sub twice": (H, '{"iss":"%s","sub":"admin","sub":"alice","exp":%d}' % (ISSUER, NOW + 3600)),
+    "a nested member twice": (H, '{"iss":"%s","exp":%d,"ext":{"x":1,"x":2}}' % (ISSUER, NOW + 3600)),
     "alg twice in the header, none first": ('{"alg":"none","alg":"ES256","kid":"good"}',
                                             '{"iss":"%s","exp":%d}' % (ISSUER, NOW + 3600)),
 }
