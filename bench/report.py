@@ -18,6 +18,20 @@ from configs import CLAIMS_TO_HEADERS, JWT_CACHE_SIZE
 MIB = 1024 * 1024
 
 
+# The distinct-token workloads and their algorithms.
+DISTINCT_LABELS = {"distinct": "RS256", "distinct_es256": "ES256", "distinct_es384": "ES384",
+                   "distinct_es512": "ES512", "distinct_eddsa": "EdDSA"}
+
+
+def over_no_token(s: dict, w: str, arm: str) -> float | None:
+    """Envoy CPU per request of ``arm`` on workload ``w`` over its refused request without a
+    token (both 401s that never reach the upstream), or None when either is missing."""
+    row, base = s.get(w, {}), s.get("no_token", {})
+    if arm not in row or arm not in base:
+        return None
+    return row[arm]["envoy_cpu_us_per_req"] - base[arm]["envoy_cpu_us_per_req"]
+
+
 def fmt(v: float | None, digits: int = 2) -> str:
     return "—" if v is None or v != v else f"{v:,.{digits}f}"
 
@@ -70,11 +84,11 @@ def summary(res: dict) -> list[str]:
         if w.get("expect") == "denied":
             # Refused requests never reach the upstream: their cost is not comparable with the
             # no-auth arm's (which proxies), only with a refused request without a token.
-            base = s.get("no_token", {})
-            cpu = ", ".join(f"{label} {fmt(row[a]['envoy_cpu_us_per_req'], 0)} µs"
-                            + (f" (+{fmt(row[a]['envoy_cpu_us_per_req'] - base[a]['envoy_cpu_us_per_req'], 0)} µs over "
-                               "a request without a token)" if a in base and w["name"] != "no_token" else "")
-                            for a, label in (("ours", "ours"), ("native", "native")) if a in row)
+            extra = {a: over_no_token(s, w["name"], a) for a in ("ours", "native")}
+            cpu = ", ".join(f"{a} {fmt(row[a]['envoy_cpu_us_per_req'], 0)} µs"
+                            + (f" (+{fmt(extra[a], 0)} µs over a request without a token)"
+                               if extra[a] is not None and w["name"] != "no_token" else "")
+                            for a in ("ours", "native") if a in row)
             lines.append(f"- **{w['label']}**: ours {fmt(o['rps'], 0)} req/s = {by_rps} (median req/s). Envoy CPU "
                          f"per request: {cpu}; the no-auth arm, which proxies every request, "
                          f"{fmt(row['none']['envoy_cpu_us_per_req'], 0) if 'none' in row else '—'} µs.")
@@ -130,18 +144,9 @@ def targets(res: dict) -> list[str]:
         row = s.get(w, {})
         return row[a]["rps"] / row[b]["rps"] if a in row and b in row and row[b]["rps"] else None
 
-    def cost_ratio(w: str, a: str, b: str) -> float | None:
-        row = s.get(w, {})
-        if a not in row or b not in row or "none" not in row:
-            return None
-        base = row["none"]["envoy_cpu_us_per_req"]
-        cost_b = row[b]["envoy_cpu_us_per_req"] - base
-        return (row[a]["envoy_cpu_us_per_req"] - base) / cost_b if cost_b > 0 else None
-
     lines = [target("guide's workload, ours / native", rps_ratio("guide", "ours", "native"), 1.3),
              target("guide's workload, ours / the wasm floor", rps_ratio("guide", "ours", "wasm_floor"), 0.95)]
-    for w, label in (("distinct", "RS256"), ("distinct_es256", "ES256"), ("distinct_es384", "ES384"),
-                     ("distinct_es512", "ES512"), ("distinct_eddsa", "EdDSA")):
+    for w, label in DISTINCT_LABELS.items():
         if w in s:
             quiet = quiet_ratio(res, w, "ours", "native")
             r = rps_ratio(w, "ours", "native")
@@ -152,12 +157,9 @@ def targets(res: dict) -> list[str]:
             lines.append(line[:-1] + (f" (quiet rounds only: {quiet:.2f}×)." if quiet else "."))
     lines.append(target("Zipf (many users), ours / native", rps_ratio("zipf", "ours", "native"), 1.2))
     def forged_ratio(w: str) -> float | None:
-        # The signature check's cost: Envoy CPU per forged request over a refused request
-        # without a token, in the same arm (both are 401s that never reach the upstream).
-        row, base = s.get(w, {}), s.get("no_token", {})
-        costs = [row[a]["envoy_cpu_us_per_req"] - base[a]["envoy_cpu_us_per_req"]
-                 for a in ("ours", "native") if a in row and a in base]
-        return costs[0] / costs[1] if len(costs) == 2 and costs[1] > 0 else None
+        # The signature check's cost, ours over native's: each over a 401 without a token.
+        ours, native = over_no_token(s, w, "ours"), over_no_token(s, w, "native")
+        return ours / native if ours is not None and native is not None and native > 0 else None
 
     for w, label in (("forged_rs256", "RS256"), ("forged_es256", "ES256")):
         lines.append(target(f"forged {label}: ours' CPU per forged request beyond a refused one without a token "
@@ -167,9 +169,7 @@ def targets(res: dict) -> list[str]:
             total = row["ours"]["envoy_cpu_us_per_req"] / row["native"]["envoy_cpu_us_per_req"]
             lines.append(f"  (the whole Envoy CPU per forged {label} request, ours / native: {total:.2f}×)")
     per_workload = res.get("workload_cache", {})
-    names = {"distinct": "RS256", "distinct_es256": "ES256", "distinct_es384": "ES384",
-             "distinct_es512": "ES512", "distinct_eddsa": "EdDSA"}
-    counts = [f"{names.get(w, w)} {c['hit']:,} hits, {c['miss']:,} misses"
+    counts = [f"{DISTINCT_LABELS.get(w, w)} {c['hit']:,} hits, {c['miss']:,} misses"
               for w, arms in per_workload.items() if w.startswith("distinct") for c in [arms.get("ours", {"hit": 0, "miss": 0})]]
     if counts:
         lines.append("- Distinct-token workloads, ours' verified-token cache over the timed runs (every request must "
