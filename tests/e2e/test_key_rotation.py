@@ -15,7 +15,7 @@ import pytest
 from jwtmint import claims, generate, mint
 from routing import policies
 from support import ISSUER, NO_VALID_KEY, REMOTE_FETCH_FAILED, VERIFICATION_FAILS, assert_denied, spec
-from test_remote_jwks import boot, get, jwks, poll, remote_provider  # noqa: F401 (fixtures)
+from test_remote_jwks import boot, get, jwks, remote_provider  # noqa: F401 (fixtures)
 
 KID = "same-kid"
 
