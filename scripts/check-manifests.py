@@ -2,7 +2,7 @@
 """Validate the Istio resources of istio/ (and what `jwt-policy render --istio` makes) against Istio's CRDs.
 
     make check-manifests                       # installs the pinned schemas once, then runs this
-    .venv/bin/python scripts/check-manifests.py [--cli target/release/jwt-policy] [FILE_OR_DIR ...]
+    .venv/bin/python scripts/check-manifests.py [--cli target/debug/jwt-policy] [FILE_OR_DIR ...]
 
 Reads every YAML file given (directories: their *.yaml / *.yml, recursively; default: istio/), every
 document of each, and, with --cli, renders `jwt-policy render --istio` over policies/*.yaml and checks

@@ -47,7 +47,7 @@ from support import DEV_EXAMPLE_YAML, MISSING, VERIFICATION_FAILS, assert_denied
 
 REPO = harness.REPO
 ISTIO = REPO / "istio"
-CLI = REPO / "target" / "release" / "jwt-policy"
+CLI = REPO / "target" / "debug" / "jwt-policy"  # make check-policies builds it (cargo test's profile)
 SCHEMA_DIR = REPO / ".cache" / "istio-schema"
 PUBLIC_PEM = REPO / "policies" / "demo-keys" / "demo-public-key.pem"
 HTTPBIN = "httpbin.httpbin.svc.cluster.local"
