@@ -29,10 +29,11 @@ from bootstrap import http_listener, static_bootstrap, wasm_filter  # noqa: E402
 ENVOY = ROOT / ".venv" / "bin" / "envoy"
 
 
-def start_envoy(d: Path, conf: dict, wasm: str, port: int = 0) -> tuple[subprocess.Popen, Path]:
+def start_envoy(d: Path, conf: dict, wasm: str, port: int = 0,
+                routes: list[dict] | None = None) -> tuple[subprocess.Popen, Path]:
     """The pinned Envoy (`--concurrency 1`) with the module configured with ``conf`` on a
-    listener at ``port``; its log in ``d``."""
-    boot = static_bootstrap([http_listener("bench", [], [wasm_filter(conf, wasm)], port)], [])
+    listener at ``port`` (with ``routes``); its log in ``d``."""
+    boot = static_bootstrap([http_listener("bench", routes or [], [wasm_filter(conf, wasm)], port)], [])
     (d / "envoy.json").write_text(json.dumps(boot))
     log = d / "envoy.log"
     with open(log, "wb") as out:
@@ -83,7 +84,11 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-HOSTCALLS = ("none", "headers", "add-remove", "remove-absent", "clear-route-cache", "time", "metric")
+HOSTCALLS = ("none", "headers", "add-remove", "remove-absent", "clear-route-cache", "time", "metric",
+             "route-labels", "route-name")
+# The hostcalls' route: labels in its metadata as the guide's routes carry them (`route-labels`).
+LABELED_ROUTE = {"name": "labeled", "match": {"prefix": "/"}, "direct_response": {"status": 200},
+                 "metadata": {"filter_metadata": {"jwt_policy": {"labels": {"route": "httpbin"}}}}}
 
 
 def hostcalls(wasm: str, rounds: int, n: int = 20000) -> int:
@@ -97,7 +102,7 @@ def hostcalls(wasm: str, rounds: int, n: int = 20000) -> int:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     with tempfile.TemporaryDirectory(prefix="vm-bench-") as d:
-        proc, _ = start_envoy(Path(d), {"runs": {}}, wasm, port)
+        proc, _ = start_envoy(Path(d), {"runs": {}}, wasm, port, [LABELED_ROUTE])
         results: dict[str, list[float]] = {op: [] for op in HOSTCALLS}
         try:
             def ask(op: str) -> float:

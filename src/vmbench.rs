@@ -160,6 +160,13 @@ impl Bench {
 
 struct HostcallTimer;
 
+fn property_len(path: &[&str]) -> usize {
+    hostcalls::get_property(path.to_vec())
+        .ok()
+        .flatten()
+        .map_or(0, |v| v.len())
+}
+
 impl Context for HostcallTimer {}
 
 impl HttpContext for HostcallTimer {
@@ -196,6 +203,18 @@ impl HttpContext for HostcallTimer {
                 "metric" => {
                     let _ = hostcalls::increment_metric(metric, 1);
                 }
+                // The properties a route or destination selector reads (the bench's route carries
+                // labels under the default namespace, as the guide's routes do).
+                "route-labels" => {
+                    sink += property_len(&[
+                        "xds",
+                        "route_metadata",
+                        "filter_metadata",
+                        "jwt_policy",
+                        "labels",
+                    ]);
+                }
+                "route-name" => sink += property_len(&["xds", "route_name"]),
                 _ => {}
             }
         }
