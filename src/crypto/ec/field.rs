@@ -6,8 +6,10 @@
 //! `2^58`, plus a carry below `2^35`) then adds up in a 64-bit accumulator without carries as
 //! long as `2L <= 63`: 9 limbs for P-256, 14 for P-384, 18 for P-521 (522 bits). Multiplication
 //! and Montgomery reduction run interleaved, column by column (product scanning), and squaring
-//! computes each cross product once. Every result is fully reduced (below the modulus), so
-//! equality is equality of limbs. Only public values pass through here: nothing is constant-time.
+//! computes each cross product once. P-256's prime reduces by shifts instead of products (its
+//! special form, [`Field::reduce_p256`]) and P-521's by folding. Every result is fully reduced
+//! (below the modulus), so equality is equality of limbs. Only public values pass through here:
+//! nothing is constant-time.
 
 /// Bits per limb.
 pub const W: u32 = 29;
@@ -30,7 +32,22 @@ pub struct Field<const L: usize> {
     pub one: Fe<L>,
     /// `m = 2^(29L-1) - 1` (P-521's prime): reduced by folding, without Montgomery (`R = 1`).
     mersenne: bool,
+    /// `m` is P-256's prime: Montgomery reduction by shifts ([`Field::reduce_p256`]).
+    p256: bool,
 }
+
+/// P-256's prime `2^256 - 2^224 + 2^192 + 2^96 - 1`, 29-bit limbs.
+const P256_M: [u32; 9] = [
+    0x1fff_ffff,
+    0x1fff_ffff,
+    0x1fff_ffff,
+    0x1ff,
+    0,
+    0,
+    0x4_0000,
+    0x1fe0_0000,
+    0xff_ffff,
+];
 
 /// Columns of a product (`2L - 1 <= 35` used) and one for the last carry.
 const WIDE: usize = 36;
@@ -199,6 +216,7 @@ impl<const L: usize> Field<L> {
                 r2: one,
                 one,
                 mersenne,
+                p256: false,
             });
         }
         Some(Field {
@@ -207,6 +225,7 @@ impl<const L: usize> Field<L> {
             r2: acc,
             one,
             mersenne,
+            p256: m.as_slice() == P256_M.as_slice(),
         })
     }
 
@@ -229,6 +248,10 @@ impl<const L: usize> Field<L> {
     fn reduce(&self, mut t: Wide) -> Fe<L> {
         if self.mersenne {
             return self.reduce_mersenne(&t);
+        }
+        // `L == 9` first: the other curves' code is compiled without this branch.
+        if L == 9 && self.p256 {
+            return self.reduce_p256(&t);
         }
         // Row by row: add q·m so that column i is divisible by 2^29, carry it into column i+1.
         // A column then holds at most 2L products below 2^58 and a carry below 2^36.
@@ -255,6 +278,43 @@ impl<const L: usize> Field<L> {
             carry = s >> W;
         }
         // Below 2m (inputs below m, R > m): one subtraction at most.
+        self.reduce_once(out)
+    }
+
+    /// Montgomery reduction modulo P-256's prime `p` (`L = 9`, `R = 2^261`): `p ≡ -1 mod 2^29`, so
+    /// the multiplier of row `i` is column `i`'s low 29 bits `q` (`-p^-1 ≡ 1`), and adding `q·p =
+    /// q·(p + 1) - q` clears them (`- q`) and adds `q` at bits 96, 192, 256 and subtracts it at bit
+    /// 224 of the row: columns `i+3`, `i+6`, `i+8` shifted by 9, 18, 24 bits, column `i+7` by 21.
+    /// Four shifted adds instead of nine products. Columns are signed (the subtraction may take one
+    /// below zero) and the carries arithmetic; the result is the generic reduction's, `t·R^-1 mod p`.
+    #[inline(always)]
+    fn reduce_p256(&self, t: &Wide) -> Fe<L> {
+        let mut c = [0i64; 18];
+        for (d, &s) in c.iter_mut().zip(t) {
+            *d = s as i64; // below 2^62: at most 9 products below 2^58 each
+        }
+        fn at(c: &mut [i64; 18], k: usize, v: i64) {
+            if let Some(x) = c.get_mut(k) {
+                *x = x.wrapping_add(v);
+            }
+        }
+        for i in 0..9 {
+            let ti = c.get(i).copied().unwrap_or(0);
+            let q = ti & MASK as i64;
+            at(&mut c, i + 1, ti.wrapping_sub(q) >> W);
+            at(&mut c, i + 3, q << 9);
+            at(&mut c, i + 6, q << 18);
+            at(&mut c, i + 7, (q << 21).wrapping_neg());
+            at(&mut c, i + 8, q << 24);
+        }
+        // (t + Q·p) / R is below 2p: whatever the signs on the way, the last carry is 0.
+        let mut out = [0u32; L];
+        let mut carry = 0i64;
+        for (o, &v) in out.iter_mut().zip(c.iter().skip(9)) {
+            let s = v.wrapping_add(carry);
+            *o = (s & MASK as i64) as u32;
+            carry = s >> W;
+        }
         self.reduce_once(out)
     }
 
@@ -535,6 +595,36 @@ mod tests {
     #[test]
     fn p521_field_matches_biguint_at_extreme_inputs() {
         check_field::<18>(&p521(), 4);
+    }
+
+    #[test]
+    fn only_p256s_prime_takes_the_shift_reduction() {
+        assert!(Field::<9>::new(&hex(P256)).unwrap().p256);
+        assert!(!Field::<9>::new(&hex(N256)).unwrap().p256);
+        assert!(!Field::<14>::new(&hex(P384)).unwrap().p256);
+        assert!(!Field::<18>::new(&p521()).unwrap().p256);
+        assert_eq!(from_be_bytes::<9>(&hex(P256)).unwrap(), P256_M);
+    }
+
+    #[test]
+    fn p256_shift_reduction_equals_the_generic_montgomery_one() {
+        let f = Field::<9>::new(&hex(P256)).unwrap();
+        let mut generic = f.clone();
+        generic.p256 = false;
+        let m = BigUint::from_bytes_be(&hex(P256));
+        let mut next = rng(5);
+        let mut vals = inputs(&m, &mut next);
+        for _ in 0..2000 {
+            let bytes: Vec<u8> = (0..40).map(|_| next() as u8).collect();
+            vals.push(BigUint::from_bytes_be(&bytes) % &m);
+        }
+        let vals: Vec<Fe<9>> = vals.iter().map(fe::<9>).collect();
+        for (i, a) in vals.iter().enumerate() {
+            assert_eq!(f.sqr(a), generic.sqr(a), "sqr {a:x?}");
+            for b in vals.iter().skip(i % 7).step_by(7) {
+                assert_eq!(f.mul(a, b), generic.mul(a, b), "mul {a:x?} {b:x?}");
+            }
+        }
     }
 
     #[test]
