@@ -7,8 +7,8 @@ use std::rc::Rc;
 
 use serde_json::{Map, Value};
 
-use crate::jwks;
 use crate::policy::*;
+use crate::{json, jwks};
 
 /// A configuration refused: where, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,7 +181,7 @@ pub fn parse(bytes: &[u8]) -> Result<Config> {
 /// Parses the plugin configuration bytes for the given kind of proxy: a selector that proxy
 /// cannot evaluate is an error, never a policy that silently selects nothing.
 pub fn parse_on(bytes: &[u8], proxy: Proxy) -> Result<Config> {
-    let root: Value = match serde_json::from_slice(bytes) {
+    let root: Value = match json::parse_config_json(bytes) {
         Ok(v) => v,
         Err(e) => return err("configuration", format!("not valid JSON: {e}")),
     };
@@ -218,6 +218,18 @@ pub fn parse_on(bytes: &[u8], proxy: Proxy) -> Result<Config> {
             Settings::default(),
         )
     };
+    if let Some(phase) = settings.phase
+        && !policies.iter().any(|p| p.phase == phase)
+    {
+        return err(
+            "settings.phase",
+            format!(
+                "{}, but no policy is of that phase: this instance would enforce nothing (an \
+                 instance carries every policy, as `render --istio` writes them)",
+                phase.name()
+            ),
+        );
+    }
     // Age order (creation time, else list order: the sort is stable): the oldest policy that
     // selects a request governs it, whatever its phase or priority (Gloo's rule).
     policies.sort_by_key(|p| p.created.unwrap_or(i64::MAX));
@@ -1047,11 +1059,43 @@ mod tests {
             "metadata": {"name": "jwt-policy", "namespace": "httpbin", "annotations": {"a": "b"}}, "spec": spec});
         let two = parse(resource.to_string().as_bytes()).unwrap();
         assert_eq!(two.policies[0].name, "httpbin/jwt-policy");
-        let many = json!({"policies": [resource, spec], "settings": {"phase": "postAuthz", "routeLabelsNamespace": "labels"}});
+        let post =
+            json!({"config": {"phase": {"postAuthz": {}}, "providers": {"p": provider_json()}}});
+        let many = json!({"policies": [resource, spec, post], "settings": {"phase": "postAuthz", "routeLabelsNamespace": "labels"}});
         let three = parse(many.to_string().as_bytes()).unwrap();
-        assert_eq!(three.policies.len(), 2);
+        assert_eq!(three.policies.len(), 3);
         assert_eq!(three.settings.phase, Some(Phase::PostAuthz));
         assert_eq!(three.settings.route_labels_namespace, "labels");
+    }
+
+    #[test]
+    fn an_instance_whose_phase_no_policy_has_is_refused() {
+        // It would enforce nothing (review 4: a hand-edited WasmPlugin).
+        let e = error_of(
+            json!({"settings": {"phase": "postAuthz"}, "policies": [spec_with(provider_json())]}),
+        );
+        assert!(
+            e.starts_with("settings.phase: postAuthz, but no policy is of that phase"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_repeated_member_anywhere_in_the_configuration_is_refused() {
+        // serde_json keeps the last one: REQUIRE_VALID read, ALLOW_MISSING_OR_FAILED run (review 4).
+        let pem = serde_json::to_string(&pem("rsa")).unwrap();
+        let twice = format!(
+            r#"{{"config": {{"validationPolicy": "REQUIRE_VALID", "providers": {{"d": {{"local": {{"inline": {pem}}}}}}},
+                "validationPolicy": "ALLOW_MISSING_OR_FAILED"}}}}"#
+        );
+        let e = parse(twice.as_bytes()).unwrap_err().to_string();
+        assert!(e.contains("repeated member \"validationPolicy\""), "{e}");
+        let provider_twice = format!(
+            r#"{{"config": {{"providers": {{"d": {{"local": {{"inline": {pem}}}}}, "d": {{"local": {{"inline": {pem}}}}}}}}}}}"#
+        );
+        let e = parse(provider_twice.as_bytes()).unwrap_err().to_string();
+        assert!(e.contains("repeated member \"d\""), "{e}");
+        assert!(parse(spec_with(provider_json()).to_string().as_bytes()).is_ok());
     }
 
     #[test]

@@ -27,6 +27,19 @@ pub fn parse_token_json(bytes: &[u8]) -> Option<Value> {
     Some(value)
 }
 
+/// The plugin configuration: standard JSON, except that a member repeated in one object is an
+/// error (serde_json would keep the last: a reviewer reading the first `validationPolicy` of a
+/// policy would see another policy than the filter runs).
+pub fn parse_config_json(bytes: &[u8]) -> Result<Value, String> {
+    use serde::de::DeserializeSeed as _;
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = Strict { depth: 0 }
+        .deserialize(&mut de)
+        .map_err(|e| e.to_string())?;
+    de.end().map_err(|e| e.to_string())?;
+    Ok(value)
+}
+
 /// Builds a [`Value`], refusing repeated members and nesting past [`MAX_TOKEN_DEPTH`].
 #[derive(Clone, Copy)]
 struct Strict {

@@ -78,6 +78,16 @@ pub enum Phase {
     PostAuthz,
 }
 
+impl Phase {
+    /// As the configuration spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::PreAuthz => "preAuthz",
+            Phase::PostAuthz => "postAuthz",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ValidationPolicy {
     RequireValid,

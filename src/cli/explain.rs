@@ -278,7 +278,7 @@ pub(crate) fn explain(args: &[String], out: &mut String) -> Result<bool, String>
             governing = Some(i);
         }
         rows.push(
-            json!({"name": p.name, "phase": phase_name(p.phase), "priority": p.priority,
+            json!({"name": p.name, "phase": p.phase.name(), "priority": p.priority,
             "created": p.created.map(|c| utc(u64::try_from(c).unwrap_or(0))), "selects": selects,
             "governs": governs, "dry_run": p.dry_run, "why": why}),
         );
@@ -304,8 +304,8 @@ pub(crate) fn explain(args: &[String], out: &mut String) -> Result<bool, String>
             "decision",
             json!({"verdict": "untouched", "why": format!(
             "the governing policy is {}; this instance serves only {} policies",
-            phase_name(policy.phase),
-            config.settings.phase.map(phase_name).unwrap_or_default())}),
+            policy.phase.name(),
+            config.settings.phase.map(Phase::name).unwrap_or_default())}),
         );
         return finish(&report, f.has("--json"), out, true);
     }
@@ -371,13 +371,6 @@ fn set(v: &mut Value, key: &str, x: Value) {
 
 fn quoted(v: &Option<String>) -> String {
     v.as_ref().map_or("none".to_owned(), |s| format!("{s:?}"))
-}
-
-fn phase_name(p: Phase) -> &'static str {
-    match p {
-        Phase::PreAuthz => "preAuthz",
-        Phase::PostAuthz => "postAuthz",
-    }
 }
 
 /// `--token T`: where the governing policy's first provider looks first.
