@@ -773,11 +773,19 @@ fn parse_provider(name: &str, v: &Value, path: &str) -> Result<Provider> {
         })
         .collect::<Result<_>>()?;
     let audiences = o.string_list("audiences")?;
-    let clock_skew_seconds = o
-        .get("clockSkewSeconds")
-        .map(|(v, p)| as_u64(v, &p))
-        .transpose()?
-        .unwrap_or(60);
+    // A uint32, as jwt_authn's `clock_skew_seconds` (a larger one would switch expiry off).
+    let clock_skew_seconds = match o.get("clockSkewSeconds") {
+        None => 60,
+        Some((v, p)) => match as_u64(v, &p)? {
+            s if s <= u64::from(u32::MAX) => s,
+            _ => {
+                return err(
+                    &p,
+                    "at most 4294967295 (a uint32, as jwt_authn's clock_skew_seconds)",
+                );
+            }
+        },
+    };
     let payload_header = o
         .get("outputPayloadToHeader")
         .map(|(v, p)| header_name(v, &p))
@@ -929,6 +937,12 @@ fn parse_remote(v: &Value, path: &str) -> Result<Remote> {
             Some((v, p)) => {
                 let text = as_string(v, &p)?;
                 match parse_duration_ms(&text) {
+                    // The host takes a callout's timeout in 32-bit milliseconds: 2^32 ms would
+                    // arrive as 0, no timeout at all (SPEC §5).
+                    Some(ms) if key == "timeout" && ms > u64::from(u32::MAX) => err(
+                        &p,
+                        "at most 4294967295ms (about 49 days: the host takes 32-bit milliseconds)",
+                    ),
                     Some(ms) if ms > 0 => Ok(ms),
                     Some(_) => err(&p, "must be greater than zero"),
                     None => err(
@@ -1066,6 +1080,26 @@ mod tests {
         assert_eq!(three.policies.len(), 3);
         assert_eq!(three.settings.phase, Some(Phase::PostAuthz));
         assert_eq!(three.settings.route_labels_namespace, "labels");
+    }
+
+    #[test]
+    fn a_remote_timeout_past_32_bit_milliseconds_and_a_skew_past_uint32_are_refused() {
+        // 4294967296 ms would reach Envoy as 0, no timeout (review 4).
+        for t in ["4294967296ms", "1200h"] {
+            let p = json!({"remote": {"url": "https://idp.example/jwks", "timeout": t}});
+            let e = error_of(spec_with(p));
+            assert!(
+                e.contains("remote.timeout: at most 4294967295ms"),
+                "{t}: {e}"
+            );
+        }
+        let p = json!({"remote": {"url": "https://idp.example/jwks", "timeout": "4294967295ms"}});
+        assert!(parse(spec_with(p).to_string().as_bytes()).is_ok());
+        let mut p = provider_json();
+        p["clockSkewSeconds"] = json!(4_294_967_296u64);
+        assert!(error_of(spec_with(p.clone())).contains("clockSkewSeconds: at most 4294967295"));
+        p["clockSkewSeconds"] = json!(4_294_967_295u64);
+        assert!(parse(spec_with(p).to_string().as_bytes()).is_ok());
     }
 
     #[test]
