@@ -30,9 +30,10 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA_DIR = REPO / ".cache" / "istio-schema"
 VALIDATOR = REPO / "scripts" / "check-manifests.mjs"
-# What `make check-manifests` renders with the CLI: a sidecar and a gateway flavour over the policies.
+# What `make check-manifests` renders with the CLI: the clients' sidecars (route names exist there,
+# not on httpbin's inbound side, which render refuses for them) and a gateway, over the policies.
 RENDER_VARIANTS = (
-    ["--namespace", "httpbin", "--selector", "app=httpbin", "--image", "oci://registry.example.com/jwt-policy-filter:0.1.0"],
+    ["--namespace", "istio-system", "--mode", "CLIENT", "--image", "oci://registry.example.com/jwt-policy-filter:0.1.0"],
     ["--namespace", "istio-system", "--selector", "istio=ingressgateway", "--gateway"],
 )
 

@@ -191,33 +191,34 @@ pub fn parse_on(bytes: &[u8], proxy: Proxy) -> Result<Config> {
             "expected a JSON object (a JWTPolicy spec, a JWTPolicy resource, or {\"policies\": [...]})",
         );
     };
-    let (mut policies, settings) = if map.contains_key("policies") || map.contains_key("settings") {
-        let o = Obj::new(&root, "", &["policies", "settings"])?;
-        let settings = match o.get("settings") {
-            Some((v, p)) => parse_settings(v, &p)?,
-            None => Settings::default(),
+    let (mut policies, mut settings) =
+        if map.contains_key("policies") || map.contains_key("settings") {
+            let o = Obj::new(&root, "", &["policies", "settings"])?;
+            let settings = match o.get("settings") {
+                Some((v, p)) => parse_settings(v, &p)?,
+                None => Settings::default(),
+            };
+            let Some(items) = o.list("policies")? else {
+                return err(
+                    "policies",
+                    "required: a list of JWTPolicy resources or specs",
+                );
+            };
+            if items.is_empty() {
+                return err("policies", "must hold at least one policy");
+            }
+            let policies = items
+                .iter()
+                .enumerate()
+                .map(|(i, (v, p))| parse_policy(v, p, i, proxy))
+                .collect::<Result<Vec<_>>>()?;
+            (policies, settings)
+        } else {
+            (
+                vec![parse_policy(&root, "", 0, proxy)?],
+                Settings::default(),
+            )
         };
-        let Some(items) = o.list("policies")? else {
-            return err(
-                "policies",
-                "required: a list of JWTPolicy resources or specs",
-            );
-        };
-        if items.is_empty() {
-            return err("policies", "must hold at least one policy");
-        }
-        let policies = items
-            .iter()
-            .enumerate()
-            .map(|(i, (v, p))| parse_policy(v, p, i, proxy))
-            .collect::<Result<Vec<_>>>()?;
-        (policies, settings)
-    } else {
-        (
-            vec![parse_policy(&root, "", 0, proxy)?],
-            Settings::default(),
-        )
-    };
     if let Some(phase) = settings.phase
         && !policies.iter().any(|p| p.phase == phase)
     {
@@ -230,6 +231,7 @@ pub fn parse_on(bytes: &[u8], proxy: Proxy) -> Result<Config> {
             ),
         );
     }
+    settings.istio = proxy == Proxy::Istio;
     // Age order (creation time, else list order: the sort is stable): the oldest policy that
     // selects a request governs it, whatever its phase or priority (Gloo's rule).
     policies.sort_by_key(|p| p.created.unwrap_or(i64::MAX));
@@ -589,13 +591,27 @@ fn parse_route_selector(v: &Value, path: &str, proxy: Proxy) -> Result<RouteSele
 
 fn parse_destination_selector(v: &Value, path: &str) -> Result<DestinationSelector> {
     let o = Obj::new(v, path, &["kind", "selector", "port"])?;
-    if let Some(kind) = o.string("kind")?
-        && !["SERVICE", "VIRTUAL_DESTINATION", "EXTERNAL_SERVICE"].contains(&kind.as_str())
-    {
-        return err(
-            &child(path, "kind"),
-            "expected SERVICE, VIRTUAL_DESTINATION or EXTERNAL_SERVICE",
-        );
+    match o.string("kind")?.as_deref() {
+        None | Some("SERVICE") => {}
+        // Their names are not in the cluster name the proxy sees (an external service's host,
+        // a virtual destination's global hostname): matched as Services they would select
+        // nothing, silently (review 4).
+        Some(kind @ ("VIRTUAL_DESTINATION" | "EXTERNAL_SERVICE")) => {
+            return err(
+                &child(path, "kind"),
+                format!(
+                    "{kind}: a proxy cannot tell such a destination from its upstream cluster, so \
+                     this selector would select nothing and leave it unauthenticated: select the \
+                     route (applyToRoutes) or the Service (kind SERVICE) instead"
+                ),
+            );
+        }
+        Some(_) => {
+            return err(
+                &child(path, "kind"),
+                "expected SERVICE (VIRTUAL_DESTINATION and EXTERNAL_SERVICE cannot be evaluated)",
+            );
+        }
     }
     let mut d = DestinationSelector::default();
     if let Some((s, sp)) = o.get("selector") {
@@ -1100,6 +1116,24 @@ mod tests {
         assert!(error_of(spec_with(p.clone())).contains("clockSkewSeconds: at most 4294967295"));
         p["clockSkewSeconds"] = json!(4_294_967_295u64);
         assert!(parse(spec_with(p).to_string().as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn destination_kinds_a_proxy_cannot_evaluate_are_refused() {
+        for kind in ["EXTERNAL_SERVICE", "VIRTUAL_DESTINATION"] {
+            let mut spec = spec_with(provider_json());
+            spec["applyToDestinations"] = json!([{"kind": kind, "selector": {"name": "my-api"}}]);
+            let e = error_of(spec);
+            assert!(
+                e.starts_with(&format!(
+                    "applyToDestinations[0].kind: {kind}: a proxy cannot tell"
+                )),
+                "{e}"
+            );
+        }
+        let mut spec = spec_with(provider_json());
+        spec["applyToDestinations"] = json!([{"kind": "SERVICE", "selector": {"name": "httpbin"}}]);
+        assert!(parse(spec.to_string().as_bytes()).is_ok());
     }
 
     #[test]

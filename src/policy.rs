@@ -28,11 +28,14 @@ pub struct Settings {
     /// refreshes fail (`settings.maxStaleKeys`, default 24 h); after that `Jwks remote fetch is
     /// failed`.
     pub max_stale_ms: u64,
+    /// Configured on an Istio proxy (not a setting: `config::parse_on` decides it).
+    pub istio: bool,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
+            istio: false,
             phase: None,
             route_labels_namespace: "jwt_policy".into(),
             limits: Limits::default(),

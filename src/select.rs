@@ -124,24 +124,86 @@ pub fn selects(policy: &Policy, info: &mut dyn RouteInfo) -> bool {
     }
 }
 
+/// A policy older than any that selects the request has a selector this proxy cannot evaluate
+/// for it: whether that policy governs is unknown, so the request is refused (fail closed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unevaluable {
+    /// The policy's index.
+    pub policy: usize,
+    pub why: &'static str,
+}
+
+/// Why `policy`, which did not select the request, may have been meant to: a selector that
+/// cannot match where the request is, whatever it says. On an Istio sidecar's inbound side
+/// (`inbound|PORT||` cluster) the routes are Istio's own (`default`), not the VirtualService's
+/// named ones, and the cluster carries the workload's target port, not the Service port a
+/// destination `port` names.
+pub fn cannot_evaluate(
+    policy: &Policy,
+    istio: bool,
+    info: &mut dyn RouteInfo,
+) -> Option<&'static str> {
+    let route_names = istio && policy.routes.iter().flatten().any(|s| s.name.is_some());
+    let ports = policy
+        .destinations
+        .iter()
+        .flatten()
+        .any(|d| d.port.is_some());
+    if !route_names && !ports {
+        return None;
+    }
+    let inbound = info
+        .cluster_name()
+        .is_some_and(|c| parse_cluster_name(c).inbound);
+    if !inbound {
+        None
+    } else if route_names {
+        Some(
+            "a route selected by name on an Istio sidecar's inbound side, where Istio's routes \
+             are its own (`default`): route names exist in the client's sidecar (WasmPlugin \
+             match CLIENT) and in gateways",
+        )
+    } else {
+        Some(
+            "a destination port on an Istio inbound cluster, which carries the workload's \
+             target port, not the Service port the policy names: select by name and namespace",
+        )
+    }
+}
+
 /// The index of the policy this instance enforces on the request, if any: the oldest policy
 /// that selects it (`config.policies` is in age order) governs, whatever its phase or priority;
 /// an instance serving one phase (`settings.phase`) enforces it only when it is of that phase,
 /// so per-phase instances that see the same policies always agree on the governing one.
-pub fn governing(config: &Config, info: &mut dyn RouteInfo) -> Option<usize> {
-    let i = oldest_selecting(config, info)?;
-    let policy = config.policies.get(i)?;
-    config
+pub fn governing(config: &Config, info: &mut dyn RouteInfo) -> Result<Option<usize>, Unevaluable> {
+    let Some(i) = oldest_selecting(config, info)? else {
+        return Ok(None);
+    };
+    let Some(policy) = config.policies.get(i) else {
+        return Ok(None);
+    };
+    Ok(config
         .settings
         .phase
         .is_none_or(|phase| policy.phase == phase)
-        .then_some(i)
+        .then_some(i))
 }
 
 /// The index of the oldest policy that selects the request, whatever its phase: the one that
 /// governs it in whichever instance serves that phase.
-pub fn oldest_selecting(config: &Config, info: &mut dyn RouteInfo) -> Option<usize> {
-    config.policies.iter().position(|p| selects(p, info))
+pub fn oldest_selecting(
+    config: &Config,
+    info: &mut dyn RouteInfo,
+) -> Result<Option<usize>, Unevaluable> {
+    for (i, p) in config.policies.iter().enumerate() {
+        if selects(p, info) {
+            return Ok(Some(i));
+        }
+        if let Some(why) = cannot_evaluate(p, config.settings.istio, info) {
+            return Err(Unevaluable { policy: i, why });
+        }
+    }
+    Ok(None)
 }
 
 /// Which properties any policy of `config` needs (so the filter reads no others).
@@ -262,8 +324,88 @@ mod tests {
         config::parse(json!({"policies": policies}).to_string().as_bytes()).unwrap()
     }
 
+    fn at_cluster(cluster: &str, route: Option<&str>) -> Info {
+        Info {
+            cluster: Some(cluster.into()),
+            name: route.map(str::to_owned),
+            local: Some(("httpbin".into(), "httpbin".into())),
+            ..Info::default()
+        }
+    }
+
+    #[test]
+    fn a_route_name_on_an_istio_inbound_side_or_a_port_on_an_inbound_cluster_refuses_the_request() {
+        // Review 4: `render --istio`'s default SERVER plugin with the VirtualService route's
+        // name, and a destination's Service port against the inbound cluster's target port,
+        // selected nothing and let every request through.
+        let named = || {
+            resource(
+                "named",
+                "2024-01-01T00:00:00Z",
+                json!({"applyToRoutes": [{"route": {"name": "httpbin-mesh"}}]}),
+            )
+        };
+        let istio = |items: Vec<Value>| {
+            config::parse_on(
+                json!({"policies": items}).to_string().as_bytes(),
+                config::Proxy::Istio,
+            )
+            .unwrap()
+        };
+        let c = istio(vec![named()]);
+        let e = governing(&c, &mut at_cluster("inbound|8080||", Some("default"))).unwrap_err();
+        assert_eq!(e.policy, 0);
+        assert!(e.why.contains("inbound side"), "{}", e.why);
+        // The client's sidecar, where the VirtualService's routes are: evaluated as before.
+        let out = "outbound|8000||httpbin.httpbin.svc.cluster.local";
+        assert_eq!(
+            governing(&c, &mut at_cluster(out, Some("httpbin-mesh"))),
+            Ok(Some(0))
+        );
+        assert_eq!(
+            governing(&c, &mut at_cluster(out, Some("httpbin-default"))),
+            Ok(None)
+        );
+        // A plain Envoy names its own routes, whatever its clusters are called.
+        let plain = config_of(vec![named()]);
+        assert_eq!(
+            governing(&plain, &mut at_cluster("inbound|8080||", Some("default"))),
+            Ok(None)
+        );
+
+        let port = resource(
+            "port",
+            "2024-01-01T00:00:00Z",
+            json!({"applyToDestinations": [{"selector": {"name": "httpbin", "namespace": "httpbin"},
+                "port": {"number": 8000}}]}),
+        );
+        for c in [config_of(vec![port.clone()]), istio(vec![port.clone()])] {
+            let e = governing(&c, &mut at_cluster("inbound|8080||", None)).unwrap_err();
+            assert!(e.why.contains("target port"), "{}", e.why);
+            assert_eq!(
+                governing(&c, &mut at_cluster("inbound|8000||", None)),
+                Ok(Some(0))
+            );
+            let other = "outbound|9000||httpbin.httpbin.svc.cluster.local";
+            assert_eq!(governing(&c, &mut at_cluster(other, None)), Ok(None));
+        }
+        // Only a policy older than the one that selects matters.
+        let all = resource("all", "2023-01-01T00:00:00Z", json!({}));
+        let c = istio(vec![named(), all.clone()]);
+        assert_eq!(
+            governing(&c, &mut at_cluster("inbound|8080||", None)),
+            Ok(Some(0))
+        );
+        assert_eq!(c.policies[0].name, "all");
+        let younger_all = resource("all", "2025-01-01T00:00:00Z", json!({}));
+        let c = istio(vec![named(), younger_all]);
+        assert!(governing(&c, &mut at_cluster("inbound|8080||", None)).is_err());
+    }
+
     fn governing_name(c: &Config, info: &mut Info) -> Option<String> {
-        governing(c, info).map(|i| c.policies[i].name.clone())
+        governing(c, info)
+            .unwrap()
+            .map(|i| c.policies[i].name.clone())
     }
 
     #[test]
@@ -376,7 +518,7 @@ mod tests {
             "2024-01-01T00:00:00Z",
             json!({"applyToRoutes": [], "applyToDestinations": []}),
         )]);
-        assert!(governing(&c, &mut Info::default()).is_some());
+        assert!(governing(&c, &mut Info::default()).unwrap().is_some());
         let c = config_of(vec![resource(
             "routes-empty",
             "2024-01-01T00:00:00Z",
@@ -390,6 +532,7 @@ mod tests {
                     ..Info::default()
                 },
             )
+            .unwrap()
             .is_some()
         };
         assert!(at("httpbin"));
@@ -431,9 +574,9 @@ mod tests {
             namespace: Some("httpbin".into()),
             ..Info::default()
         };
-        assert!(governing(&c, &mut info).is_some());
+        assert!(governing(&c, &mut info).unwrap().is_some());
         info.namespace = Some("other".into());
-        assert!(governing(&c, &mut info).is_none());
+        assert!(governing(&c, &mut info).unwrap().is_none());
     }
 
     #[test]
@@ -452,6 +595,7 @@ mod tests {
                     ..Info::default()
                 },
             )
+            .unwrap()
             .is_some()
         };
         assert!(at("outbound|8000||httpbin.httpbin.svc.cluster.local"));
@@ -473,6 +617,7 @@ mod tests {
                     ..Info::default()
                 }
             )
+            .unwrap()
             .is_some()
         );
         assert!(
@@ -483,6 +628,7 @@ mod tests {
                     ..Info::default()
                 }
             )
+            .unwrap()
             .is_none()
         );
         assert_eq!(
@@ -511,7 +657,7 @@ mod tests {
             }
         );
         let mut info = labelled(&[("a", "b")]);
-        governing(&c, &mut info);
+        governing(&c, &mut info).unwrap();
         assert_eq!(info.reads, vec!["labels"]);
         assert!(
             !needs(&config_of(vec![resource(

@@ -188,7 +188,10 @@ impl Worker {
         deadline: Option<u64>,
     ) -> Flow {
         let config = Rc::clone(&self.config);
-        let governing = governing(&config, host);
+        let governing = match governing(&config, host) {
+            Ok(g) => g,
+            Err(u) => return unevaluable(host, &config, &u),
+        };
         let Some((pi, policy)) = governing.and_then(|pi| config.policies.get(pi).map(|p| (pi, p)))
         else {
             return Flow::Continue;
@@ -540,7 +543,8 @@ impl Worker {
         // final route's policy may be another instance's, which saw only the old route.
         let mut route = HostRoute::new(host, &config.settings.route_labels_namespace);
         match select::oldest_selecting(&config, &mut route) {
-            Some(pj) if pj != pi => {
+            Err(u) => unevaluable(host, &config, &u),
+            Ok(Some(pj)) if pj != pi => {
                 let name = |i: usize| config.policies.get(i).map_or("?", |p| p.name.as_str());
                 error!(
                     "a request authenticated under {} went to a route that {} governs (the route \
@@ -561,9 +565,28 @@ impl Worker {
 }
 
 /// The policy governing the route the host reports now.
-fn governing(config: &Config, host: &mut impl Host) -> Option<usize> {
+fn governing(config: &Config, host: &mut impl Host) -> Result<Option<usize>, select::Unevaluable> {
     let mut route = HostRoute::new(host, &config.settings.route_labels_namespace);
     select::governing(config, &mut route)
+}
+
+/// A policy older than the one that would govern cannot be evaluated here (a configuration
+/// that does not fit this proxy): 500, never the request untouched.
+fn unevaluable(host: &mut impl Host, config: &Config, u: &select::Unevaluable) -> Flow {
+    let name = config
+        .policies
+        .get(u.policy)
+        .map_or("?", |p| p.name.as_str());
+    error!(
+        "policy {name} cannot be evaluated for this request ({}): request refused",
+        u.why
+    );
+    reply(
+        host,
+        500,
+        None,
+        "jwt policy filter: a policy's selector cannot be evaluated on this proxy",
+    )
 }
 
 /// The body of a JWKS callout response, or why there is none.

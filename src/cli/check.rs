@@ -146,7 +146,11 @@ pub(crate) fn check(files: &[String], out: &mut String) -> Result<bool, String> 
                 _ => continue,
             };
             checked += 1;
-            for e in all_errors(&config, proxy) {
+            let mut errors = all_errors(&config, proxy);
+            if what != "JWTPolicy" {
+                errors.extend(wasmplugin_errors(doc));
+            }
+            for e in errors {
                 let _ = writeln!(
                     out,
                     "{file}: document {} ({what} {}): {e}",
@@ -163,6 +167,65 @@ pub(crate) fn check(files: &[String], out: &mut String) -> Result<bool, String> 
         }
     }
     Ok(ok)
+}
+
+/// What the WasmPlugin around a valid `pluginConfig` must say for the filter to hold: fail
+/// closed, run in the phase its `settings.phase` serves (a preAuthz policy after Istio's
+/// authorization filters lets an AuthorizationPolicy read the client's own claim headers), and
+/// no route selected by name on a sidecar's inbound side (review 4).
+fn wasmplugin_errors(doc: &Value) -> Vec<ConfigError> {
+    let spec = |p: &str| doc.pointer(&format!("/spec/{p}")).and_then(Value::as_str);
+    let mut errors = Vec::new();
+    let mut push = |path: &str, reason: String| {
+        errors.push(ConfigError {
+            path: path.to_owned(),
+            reason,
+        })
+    };
+    if spec("failStrategy") == Some("FAIL_OPEN") {
+        push(
+            "spec.failStrategy",
+            "FAIL_OPEN skips the filter whenever the module cannot load or configure, which \
+             opens every route it guards: use FAIL_CLOSE"
+                .to_owned(),
+        );
+    }
+    let serves = doc
+        .pointer("/spec/pluginConfig/settings/phase")
+        .and_then(Value::as_str);
+    let wanted = match serves {
+        Some("preAuthz") => Some("AUTHZ"),
+        Some("postAuthz") => Some("STATS"),
+        _ => None,
+    };
+    if let (Some(serves), Some(wanted)) = (serves, wanted)
+        && spec("phase") != Some(wanted)
+    {
+        push(
+            "spec.phase",
+            format!(
+                "{} for pluginConfig.settings.phase {serves}: a {serves} instance runs in phase \
+                 {wanted} (render --istio writes it so)",
+                spec("phase").unwrap_or("(none)")
+            ),
+        );
+    }
+    let server = doc
+        .pointer("/spec/match")
+        .and_then(Value::as_array)
+        .is_some_and(|m| m.iter().any(|x| x["mode"] == "SERVER"));
+    let policies = doc
+        .pointer("/spec/pluginConfig/policies")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if server && let Ok(Some(name)) = super::render::selecting_route_names(&policies) {
+        push(
+            "spec.match",
+            super::render::route_names_on_inbound(&name, "SERVER"),
+        );
+    }
+    errors
 }
 
 #[cfg(test)]
@@ -224,5 +287,36 @@ mod tests {
         );
         let good = json!({"config": {"providers": {"a": {"remote": {"url": "https://idp/jwks"}}}}});
         assert!(all_errors(&good, Proxy::Envoy).is_empty());
+    }
+
+    #[test]
+    fn a_wasmplugin_that_fails_open_runs_in_another_phase_or_names_routes_inbound_is_refused() {
+        // Review 4: `check` read only pluginConfig and passed these.
+        let named = json!({"applyToRoutes": [{"route": {"name": "httpbin-mesh"}}],
+            "config": {"providers": {"a": {"remote": {"url": "https://idp/jwks"}}}}});
+        let plugin = |fail: &str, phase: &str, mode: &str| {
+            json!({"kind": "WasmPlugin", "spec": {"failStrategy": fail, "phase": phase,
+                "match": [{"mode": mode}],
+                "pluginConfig": {"policies": [named.clone()], "settings": {"phase": "preAuthz"}}}})
+        };
+        let paths = |doc: &Value| -> Vec<String> {
+            wasmplugin_errors(doc).into_iter().map(|e| e.path).collect()
+        };
+        assert!(paths(&plugin("FAIL_CLOSE", "AUTHZ", "CLIENT")).is_empty());
+        assert_eq!(
+            paths(&plugin("FAIL_OPEN", "AUTHZ", "CLIENT")),
+            ["spec.failStrategy"]
+        );
+        assert_eq!(
+            paths(&plugin("FAIL_CLOSE", "STATS", "CLIENT")),
+            ["spec.phase"]
+        );
+        assert_eq!(
+            paths(&plugin("FAIL_CLOSE", "AUTHZ", "SERVER")),
+            ["spec.match"]
+        );
+        let mut post = plugin("FAIL_CLOSE", "AUTHZ", "CLIENT");
+        post["spec"]["pluginConfig"]["settings"]["phase"] = json!("postAuthz");
+        assert_eq!(paths(&post), ["spec.phase"]);
     }
 }

@@ -251,8 +251,13 @@ pub(crate) fn explain(args: &[String], out: &mut String) -> Result<bool, String>
     // Selection: the oldest selecting policy governs.
     let mut rows = Vec::new();
     let mut governing = None;
+    let mut unevaluable = None;
     for (i, p) in config.policies.iter().enumerate() {
         let selects = select::selects(p, &mut route);
+        if !selects && governing.is_none() && unevaluable.is_none() {
+            unevaluable = select::cannot_evaluate(p, config.settings.istio, &mut route)
+                .map(|why| (p.name.clone(), why));
+        }
         let why = if p.routes.is_none() && p.destinations.is_none() {
             "no applyToRoutes / applyToDestinations: selects every request".to_owned()
         } else {
@@ -273,7 +278,7 @@ pub(crate) fn explain(args: &[String], out: &mut String) -> Result<bool, String>
             }
             parts.join(", ")
         };
-        let governs = selects && governing.is_none();
+        let governs = selects && governing.is_none() && unevaluable.is_none();
         if governs {
             governing = Some(i);
         }
@@ -290,6 +295,15 @@ pub(crate) fn explain(args: &[String], out: &mut String) -> Result<bool, String>
         json!({"method": method, "host": host, "path": path,
         "route_name": route.name, "route_labels": route.labels, "cluster": route.cluster}),
     );
+    if let Some((name, why)) = unevaluable {
+        set(
+            &mut report,
+            "decision",
+            json!({"verdict": "refused", "status": 500,
+                "why": format!("policy {name} cannot be evaluated for this request: {why}")}),
+        );
+        return finish(&report, f.has("--json"), out, false);
+    }
     let Some(policy) = governing.and_then(|i| config.policies.get(i)) else {
         set(
             &mut report,
@@ -700,6 +714,14 @@ fn text(r: &Value, out: &mut String) {
         }
         "untouched" => {
             let _ = writeln!(out, "decision: passes untouched ({})", s(&d["why"]));
+        }
+        "refused" => {
+            let _ = writeln!(
+                out,
+                "decision: REFUSED {} ({})",
+                s(&d["status"]),
+                s(&d["why"])
+            );
         }
         verdict => {
             let _ = writeln!(out, "decision: {}", verdict.to_ascii_uppercase());

@@ -118,6 +118,24 @@ mod tests {
             .replace("name: jwt-policy", "name: late")
             .replace("preAuthz: {}", "postAuthz:\n        priority: 3");
         let path = temp("two.yaml", &format!("{first}\n---\n{post}"));
+        // Route names exist in the callers' sidecars: on httpbin's inbound side (the sidecar
+        // default, SERVER) nothing but Istio's `default` route is there (review 4).
+        let (code, _, err) = run_args(&[
+            "render",
+            "--istio",
+            "--namespace",
+            "httpbin",
+            "--selector",
+            "app=httpbin",
+            &path,
+        ]);
+        assert_eq!(code, 2);
+        assert!(
+            err.contains("selects routes by name") && err.contains("match SERVER"),
+            "{err}"
+        );
+        let (code, _, err) = run_args(&["render", "--istio", "--mode", "UNDEFINED", &path]);
+        assert_eq!(code, 2, "{err}");
         let (code, out, err) = run_args(&[
             "render",
             "--istio",
@@ -125,6 +143,8 @@ mod tests {
             "httpbin",
             "--selector",
             "app=httpbin",
+            "--mode",
+            "CLIENT",
             &path,
         ]);
         assert_eq!(code, 0, "{err}");
@@ -139,7 +159,7 @@ mod tests {
         assert_eq!(docs[1]["spec"]["priority"], -3);
         assert_eq!(docs[0]["spec"]["failStrategy"], "FAIL_CLOSE");
         assert_eq!(docs[0]["spec"]["selector"]["matchLabels"]["app"], "httpbin");
-        assert_eq!(docs[0]["spec"]["match"][0]["mode"], "SERVER");
+        assert_eq!(docs[0]["spec"]["match"][0]["mode"], "CLIENT");
         assert_eq!(docs[0]["spec"]["type"], "HTTP");
         let config = docs[0]["spec"]["pluginConfig"].to_string();
         let compiled = crate::config::parse(config.as_bytes()).unwrap();
@@ -165,7 +185,10 @@ mod tests {
         assert!(marked.contains("jwt-policy/dry-run"));
         let path = temp("dry-run.yaml", &marked);
         for (args, pointer) in [
-            (vec!["render", "--istio", &path], "/spec/pluginConfig"),
+            (
+                vec!["render", "--istio", "--gateway", &path],
+                "/spec/pluginConfig",
+            ),
             (vec!["render", "--envoy", &path], ""),
         ] {
             let (code, out, err) = run_args(&args);

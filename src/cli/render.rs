@@ -61,6 +61,34 @@ pub(crate) fn phase_of(policy: &Value) -> Result<(Phase, i64), String> {
     Ok((p.phase, p.priority))
 }
 
+/// The name of the first of `policies` that selects routes by name, if any.
+pub(crate) fn selecting_route_names(policies: &[Value]) -> Result<Option<String>, String> {
+    for policy in policies {
+        let c = config::parse(policy.to_string().as_bytes()).map_err(|e| e.to_string())?;
+        if let Some(p) = c
+            .policies
+            .iter()
+            .find(|p| p.routes.iter().flatten().any(|r| r.name.is_some()))
+        {
+            return Ok(Some(p.name.clone()));
+        }
+    }
+    Ok(None)
+}
+
+/// A sidecar's inbound side (`match` SERVER, or no match: both sides) has only Istio's own
+/// routes, never the VirtualService's named ones: the filter refuses every request there that
+/// such a policy may govern.
+pub(crate) fn route_names_on_inbound(policy: &str, mode: &str) -> String {
+    format!(
+        "policy {policy} selects routes by name, which exist only in the clients' sidecars and \
+         in gateways: on a sidecar's inbound side (match {mode}) Istio's only route is its own \
+         (`default`), so the filter would refuse every request there. Render it for the \
+         workloads that call the service (--mode CLIENT, their --namespace and --selector) or \
+         for a gateway (--gateway), or select the destination instead (applyToDestinations)"
+    )
+}
+
 pub(crate) fn render_istio(policies: &[Value], f: &Flags) -> Result<Vec<Value>, String> {
     let gateway = f.has("--gateway");
     let namespace =
@@ -79,6 +107,18 @@ pub(crate) fn render_istio(policies: &[Value], f: &Flags) -> Result<Vec<Value>, 
     let image = f
         .value("--image")
         .unwrap_or("oci://registry.example.com/jwt-policy-filter:0.1.0");
+    let mode = f
+        .value("--mode")
+        .unwrap_or(if gateway { "UNDEFINED" } else { "SERVER" });
+    if !["SERVER", "CLIENT", "UNDEFINED"].contains(&mode) {
+        return Err(format!("--mode {mode}: want SERVER, CLIENT or UNDEFINED"));
+    }
+    if !gateway
+        && mode != "CLIENT"
+        && let Some(name) = selecting_route_names(policies)?
+    {
+        return Err(route_names_on_inbound(&name, mode));
+    }
     let mut docs = Vec::new();
     for (phase, gloo, istio) in [
         (Phase::PreAuthz, "preAuthz", "AUTHZ"),
@@ -107,12 +147,6 @@ pub(crate) fn render_istio(policies: &[Value], f: &Flags) -> Result<Vec<Value>, 
             "failStrategy": "FAIL_CLOSE",
             "pluginConfig": {"policies": policies, "settings": {"phase": gloo}},
         });
-        let mode = f
-            .value("--mode")
-            .unwrap_or(if gateway { "UNDEFINED" } else { "SERVER" });
-        if !["SERVER", "CLIENT", "UNDEFINED"].contains(&mode) {
-            return Err(format!("--mode {mode}: want SERVER, CLIENT or UNDEFINED"));
-        }
         if let Some(spec) = spec.as_object_mut() {
             spec.insert("type".into(), json!("HTTP"));
             if !labels.is_empty() {

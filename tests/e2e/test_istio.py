@@ -367,6 +367,21 @@ def test_sidecar_append_false_makes_claim_headers_safe_for_authorization(upstrea
         assert echo.header("X-Org") == ["solo.io"]
 
 
+UNEVALUABLE = (500, "jwt policy filter: a policy's selector cannot be evaluated on this proxy")
+
+
+def inbound_sidecar(tmp_path, plugin: dict, name: str, node: dict | None = None):
+    """A workload's inbound side (httpbin's unless ``node`` says), as Istio builds it: the Service
+    port 8000 in the vhost's name only, the workload's target port 8080 in the cluster's, and
+    Istio's own route `default`."""
+    wasm_filter, _ = write_ecds(tmp_path, plugin)
+    route_config = {"name": "inbound|8080||", "virtual_hosts": [{"name": "inbound|http|8000", "domains": ["*"],
+                    "routes": [{"name": "default", "match": {"prefix": "/"}, "route": {"cluster": "inbound|8080||"}}]}]}
+    bootstrap = istio_bootstrap([wasm_filter], node=node or istio_node("httpbin", "httpbin"),
+                                route_config=route_config, clusters=[echo_cluster("inbound|8080||")])
+    return harness.boot(None, bootstrap=bootstrap, name=name)
+
+
 @pytest.mark.parametrize("app, selected", [
     ("httpbin", True),
     ("reviews", False),
@@ -379,18 +394,45 @@ def test_inbound_destination_selector_reads_istio_node_metadata(upstream, tmp_pa
     plugin = copy.deepcopy(resource("wasmplugin-sidecar.yaml", "WasmPlugin"))
     plugin["spec"]["pluginConfig"]["policies"][0]["spec"]["applyToDestinations"] = [
         {"selector": {"name": "httpbin", "namespace": "httpbin"}}]
-    wasm_filter, _ = write_ecds(tmp_path, plugin)
-    route_config = {"name": "inbound|8080||", "virtual_hosts": [{"name": "inbound|http|8000", "domains": ["*"],
-                    "routes": [{"name": "default", "match": {"prefix": "/"}, "route": {"cluster": "inbound|8080||"}}]}]}
     node = istio_node("httpbin" if app == "httpbin" else "bookinfo", app)
-    bootstrap = istio_bootstrap([wasm_filter], node=node, route_config=route_config,
-                                clusters=[echo_cluster("inbound|8080||")])
-    with harness.boot(None, bootstrap=bootstrap, name=f"istio-inbound-{app}") as envoy:
+    with inbound_sidecar(tmp_path, plugin, f"istio-inbound-{app}", node) as envoy:
         resp = envoy.get("/get", host=MESH_HOST)
         if selected:
             assert_denied(resp, MISSING, host=MESH_HOST)
         else:
             assert not assert_passed(resp).has("X-Org")
+
+
+@pytest.mark.parametrize("number, expected", [(8000, UNEVALUABLE), (8080, (401, MISSING))])
+def test_a_destination_port_on_the_inbound_side_refuses_what_it_cannot_tell(upstream, tmp_path, number, expected):
+    """Gloo's `port` is the Service port (8000); Istio's inbound cluster carries the workload's
+    target port (`inbound|8080||`, Istio >= 1.8.1). Compared as they are, 8000 never matched and
+    every request reached httpbin unauthenticated, a client's `x-org` with it (review 4). The
+    filter cannot tell which Service port a request came in on, so a port that is not the
+    cluster's is a 500; the target port itself is matched."""
+    plugin = copy.deepcopy(resource("wasmplugin-sidecar.yaml", "WasmPlugin"))
+    plugin["spec"]["pluginConfig"]["policies"][0]["spec"]["applyToDestinations"] = [
+        {"selector": {"name": "httpbin", "namespace": "httpbin"}, "port": {"number": number}}]
+    with inbound_sidecar(tmp_path, plugin, f"istio-inbound-port-{number}") as envoy:
+        resp = envoy.get("/get", host=MESH_HOST, headers={"x-org": "admin-org"})
+        assert (resp.status, resp.body) == expected, resp
+
+
+def test_a_route_name_policy_on_the_inbound_side_refuses_rather_than_passes(upstream, tmp_path):
+    """The README's `render --istio` command once made a SERVER plugin of the policy that selects
+    the VirtualService route `httpbin-mesh` by name: on httpbin's inbound side the only route is
+    Istio's `default`, the policy selected nothing, and a request without a token, carrying a
+    client's `x-org: solo.io` for the AuthorizationPolicy, got through (review 4). `render` now
+    refuses it (`cli::tests`); a hand-written plugin like it gets a 500 for every request."""
+    plugin = copy.deepcopy(resource("wasmplugin-sidecar.yaml", "WasmPlugin"))
+    plugin["spec"]["pluginConfig"]["policies"][0]["spec"]["applyToRoutes"] = [{"route": {"name": "httpbin-mesh"}}]
+    with server_sidecar(tmp_path, plugin, name="istio-inbound-route-name") as envoy:
+        for headers in ({"x-org": "solo.io"}, {}):
+            resp = envoy.get("/get", host=MESH_HOST, headers=headers)
+            assert (resp.status, resp.body) == UNEVALUABLE, resp
+        resp = envoy.get(f"/get?auth_token={demo_token()}", host=MESH_HOST)
+        assert (resp.status, resp.body) == UNEVALUABLE, resp
+        assert "cannot be evaluated for this request" in envoy.log_text()
 
 
 # ---- ingress gateway: istio/wasmplugin-gateway.yaml
