@@ -43,6 +43,11 @@ pub fn decode_url(input: &str) -> Option<Vec<u8>> {
     URL_LENIENT.decode(data).ok()
 }
 
+/// The one spelling [`encode_url`] gives of what `input` decodes to (`None`: not base64url).
+pub fn canonical_url(input: &str) -> Option<String> {
+    decode_url(input).map(|bytes| encode_url(&bytes))
+}
+
 /// `input` is the one spelling [`encode_url`] gives its bytes: url-safe alphabet only, no padding
 /// or whitespace, and the unused low bits of the last character zero. [`decode_url`] accepts other
 /// spellings of the same bytes (as `jwt_authn` does); this tells them apart.
