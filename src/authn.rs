@@ -813,20 +813,37 @@ mod cache_tests {
     use crate::testkit::{NOW, pem, token};
     use serde_json::json;
 
+    fn policy_of(spec: serde_json::Value) -> Policy {
+        config::parse(spec.to_string().as_bytes())
+            .unwrap()
+            .policies
+            .remove(0)
+    }
+
+    /// Each provider's local keys (version 0).
+    fn local_keys<'p>(policy: &'p Policy) -> impl Fn(usize) -> Keys<'p> {
+        |i: usize| match &policy.providers[i].keys {
+            crate::policy::KeySource::Local(j) => Keys::local(j),
+            crate::policy::KeySource::Remote(_) => Keys::Pending,
+        }
+    }
+
+    fn decide_with<'k>(
+        policy: &Policy,
+        headers: &[crate::extract::Header],
+        keys: &dyn Fn(usize) -> Keys<'k>,
+        cache: &mut TokenCache,
+    ) -> Decision {
+        decide(policy, &RequestView { headers }, NOW, keys, cache)
+    }
+
     #[test]
     fn a_cached_token_skips_the_keys_that_failed_it_before() {
         // Two providers for one issuer (an old and a new key): the token verifies at the second.
-        let spec = json!({"config": {"providers": {
+        let policy = policy_of(json!({"config": {"providers": {
             "a-old": {"local": {"inline": pem("rsa_other")}},
-            "b-new": {"local": {"inline": pem("rsa")}}}}});
-        let policy = config::parse(spec.to_string().as_bytes())
-            .unwrap()
-            .policies
-            .remove(0);
-        let keys = |i: usize| match &policy.providers[i].keys {
-            crate::policy::KeySource::Local(j) => Keys::local(j),
-            crate::policy::KeySource::Remote(_) => Keys::Pending,
-        };
+            "b-new": {"local": {"inline": pem("rsa")}}}}}));
+        let keys = local_keys(&policy);
         let headers = vec![
             (":path".to_string(), b"/".to_vec()),
             (
@@ -836,13 +853,7 @@ mod cache_tests {
         ];
         let mut cache = TokenCache::new(8, usize::MAX);
         for round in 0..3 {
-            let d = decide(
-                &policy,
-                &RequestView { headers: &headers },
-                NOW,
-                &keys,
-                &mut cache,
-            );
+            let d = decide_with(&policy, &headers, &keys, &mut cache);
             assert!(matches!(d, Decision::Allow { .. }), "{d:?}");
             let (hits, misses) = cache.take_counts();
             if round == 0 {
@@ -857,13 +868,7 @@ mod cache_tests {
             format!("Bearer {}", token("RS256_tampered")).into_bytes(),
         )];
         for _ in 0..2 {
-            let d = decide(
-                &policy,
-                &RequestView { headers: &forged },
-                NOW,
-                &keys,
-                &mut cache,
-            );
+            let d = decide_with(&policy, &forged, &keys, &mut cache);
             assert!(matches!(d, Decision::Deny { .. }), "{d:?}");
             assert_eq!(cache.take_counts(), (0, 2));
         }
@@ -873,15 +878,9 @@ mod cache_tests {
     #[test]
     fn every_spelling_of_one_token_is_one_cache_entry_verified_once() {
         // Review 4: 8 spellings in one request cost 8 signature checks on every request.
-        let spec = json!({"config": {"providers": {"p": {"local": {"inline": pem("rsa")}}}}});
-        let policy = config::parse(spec.to_string().as_bytes())
-            .unwrap()
-            .policies
-            .remove(0);
-        let keys = |i: usize| match &policy.providers[i].keys {
-            crate::policy::KeySource::Local(j) => Keys::local(j),
-            crate::policy::KeySource::Remote(_) => Keys::Pending,
-        };
+        let policy =
+            policy_of(json!({"config": {"providers": {"p": {"local": {"inline": pem("rsa")}}}}}));
+        let keys = local_keys(&policy);
         let t = token("RS256");
         let (signed, sig) = t.rsplit_once('.').unwrap();
         let query: Vec<String> = (0..8)
@@ -893,13 +892,7 @@ mod cache_tests {
         )];
         let mut cache = TokenCache::new(8, usize::MAX);
         for round in 0..3 {
-            let d = decide(
-                &policy,
-                &RequestView { headers: &headers },
-                NOW,
-                &keys,
-                &mut cache,
-            );
+            let d = decide_with(&policy, &headers, &keys, &mut cache);
             assert!(matches!(d, Decision::Allow { .. }), "{d:?}");
             let (hits, misses) = cache.take_counts();
             assert_eq!(misses, u64::from(round == 0), "round {round}: {hits} hits");
@@ -910,15 +903,7 @@ mod cache_tests {
             "authorization".to_string(),
             format!("Bearer {t}").into_bytes(),
         )];
-        let d = decide(
-            &policy,
-            &RequestView {
-                headers: &canonical,
-            },
-            NOW,
-            &keys,
-            &mut cache,
-        );
+        let d = decide_with(&policy, &canonical, &keys, &mut cache);
         assert!(matches!(d, Decision::Allow { .. }), "{d:?}");
         assert_eq!(cache.take_counts(), (1, 0));
         assert_eq!(cache_key(&format!("{signed}.{sig}==")), cache_key(&t));
@@ -927,11 +912,8 @@ mod cache_tests {
 
     #[test]
     fn a_verified_token_is_reused_only_for_the_same_keys() {
-        let spec = json!({"config": {"providers": {"p": {"local": {"inline": pem("rsa")}}}}});
-        let policy = config::parse(spec.to_string().as_bytes())
-            .unwrap()
-            .policies
-            .remove(0);
+        let policy =
+            policy_of(json!({"config": {"providers": {"p": {"local": {"inline": pem("rsa")}}}}}));
         let crate::policy::KeySource::Local(jwks) = &policy.providers[0].keys else {
             panic!("the policy has local keys")
         };
@@ -953,24 +935,12 @@ mod cache_tests {
             may_refetch: false,
         };
         assert!(matches!(
-            decide(
-                &policy,
-                &RequestView { headers: &good },
-                NOW,
-                &v1,
-                &mut cache
-            ),
+            decide_with(&policy, &good, &v1, &mut cache),
             Decision::Allow { .. }
         ));
         assert_eq!(cache.len(), 1);
         assert!(matches!(
-            decide(
-                &policy,
-                &RequestView { headers: &good },
-                NOW,
-                &v1,
-                &mut cache
-            ),
+            decide_with(&policy, &good, &v1, &mut cache),
             Decision::Allow { .. }
         ));
         let rotated = |_: usize| Keys::Ready {
@@ -978,13 +948,7 @@ mod cache_tests {
             version: 2,
             may_refetch: false,
         };
-        let d = decide(
-            &policy,
-            &RequestView { headers: &good },
-            NOW,
-            &rotated,
-            &mut cache,
-        );
+        let d = decide_with(&policy, &good, &rotated, &mut cache);
         assert!(
             matches!(
                 d,
@@ -997,13 +961,7 @@ mod cache_tests {
         );
         let forged = headers(&token("RS256_tampered"));
         assert!(matches!(
-            decide(
-                &policy,
-                &RequestView { headers: &forged },
-                NOW,
-                &v1,
-                &mut cache
-            ),
+            decide_with(&policy, &forged, &v1, &mut cache),
             Decision::Deny { .. }
         ));
         assert_eq!(cache.len(), 1, "failed tokens are not cached");

@@ -800,46 +800,33 @@ mod tests {
     #[test]
     fn a_route_name_policy_on_an_istio_inbound_cluster_is_refused_not_untouched() {
         // Review 4: the filter answers 500 there; explain says the same.
+        let at = |file: &str, cluster: &str, route: &str| {
+            cli(&[
+                "explain",
+                file,
+                "--cluster",
+                cluster,
+                "--route-name",
+                route,
+                "--now",
+                NOW,
+            ])
+        };
         // virtualservice.yaml's plugin (the callers' side) as if it ran on httpbin's inbound side.
-        let (code, out, err) = cli(&[
-            "explain",
-            "istio/virtualservice.yaml",
-            "--cluster",
-            "inbound|8080||",
-            "--route-name",
-            "default",
-            "--now",
-            NOW,
-        ]);
+        let (code, out, err) = at("istio/virtualservice.yaml", "inbound|8080||", "default");
         assert_eq!(code, 1, "{out}{err}");
         assert!(
             out.contains("decision: REFUSED 500 (policy httpbin/jwt-policy cannot be evaluated"),
             "{out}"
         );
-        let (code, out, err) = cli(&[
-            "explain",
-            "istio/virtualservice.yaml",
-            "--cluster",
-            "outbound|8000||httpbin.httpbin.svc.cluster.local",
-            "--route-name",
-            "httpbin-default",
-            "--now",
-            NOW,
-        ]);
-        assert_eq!(
-            code, 0,
-            "the callers' side: another route, untouched: {out}{err}"
-        );
-        let (code, out, err) = cli(&[
-            "explain",
+        let outbound = "outbound|8000||httpbin.httpbin.svc.cluster.local";
+        let (code, out, err) = at("istio/virtualservice.yaml", outbound, "httpbin-default");
+        assert_eq!(code, 0, "the callers' side, another route: {out}{err}");
+        let (code, out, err) = at(
             "policies/dev-example-istio.yaml",
-            "--cluster",
             "inbound|8080||",
-            "--route-name",
             "default",
-            "--now",
-            NOW,
-        ]);
+        );
         // A JWTPolicy file is explained as a plain Envoy, whose route names are its own.
         assert_eq!(code, 0, "{out}{err}");
         assert!(out.contains("passes untouched"), "{out}");

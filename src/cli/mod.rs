@@ -120,33 +120,26 @@ mod tests {
         let path = temp("two.yaml", &format!("{first}\n---\n{post}"));
         // Route names exist in the callers' sidecars: on httpbin's inbound side (the sidecar
         // default, SERVER) nothing but Istio's `default` route is there (review 4).
-        let (code, _, err) = run_args(&[
-            "render",
-            "--istio",
-            "--namespace",
-            "httpbin",
-            "--selector",
-            "app=httpbin",
-            &path,
-        ]);
+        let render = |mode: &[&str]| {
+            let sidecar = [
+                "render",
+                "--istio",
+                "--namespace",
+                "httpbin",
+                "--selector",
+                "app=httpbin",
+            ];
+            run_args(&[&sidecar[..], mode, &[path.as_str()]].concat())
+        };
+        let (code, _, err) = render(&[]);
         assert_eq!(code, 2);
         assert!(
             err.contains("selects routes by name") && err.contains("match SERVER"),
             "{err}"
         );
-        let (code, _, err) = run_args(&["render", "--istio", "--mode", "UNDEFINED", &path]);
+        let (code, _, err) = render(&["--mode", "UNDEFINED"]);
         assert_eq!(code, 2, "{err}");
-        let (code, out, err) = run_args(&[
-            "render",
-            "--istio",
-            "--namespace",
-            "httpbin",
-            "--selector",
-            "app=httpbin",
-            "--mode",
-            "CLIENT",
-            &path,
-        ]);
+        let (code, out, err) = render(&["--mode", "CLIENT"]);
         assert_eq!(code, 0, "{err}");
         let docs: Vec<Value> = YamlLoader::load_from_str(&out)
             .unwrap()
