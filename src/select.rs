@@ -156,18 +156,33 @@ pub fn cannot_evaluate(
         .cluster_name()
         .is_some_and(|c| parse_cluster_name(c).inbound);
     if !inbound {
-        None
-    } else if route_names {
+        return None;
+    }
+    // A port selector for another workload (its name or namespace not this one's) was not
+    // meant for this request whatever its port: only one for this workload is in doubt.
+    let ported_here = |info: &mut dyn RouteInfo| {
+        let local = info.local_service();
+        policy.destinations.iter().flatten().any(|d| {
+            d.port.is_some()
+                && local.as_ref().is_none_or(|(name, namespace)| {
+                    d.name.as_ref().is_none_or(|n| n == name)
+                        && d.namespace.as_ref().is_none_or(|ns| ns == namespace)
+                })
+        })
+    };
+    if route_names {
         Some(
             "a route selected by name on an Istio sidecar's inbound side, where Istio's routes \
              are its own (`default`): route names exist in the client's sidecar (WasmPlugin \
              match CLIENT) and in gateways",
         )
-    } else {
+    } else if ported_here(info) {
         Some(
             "a destination port on an Istio inbound cluster, which carries the workload's \
              target port, not the Service port the policy names: select by name and namespace",
         )
+    } else {
+        None
     }
 }
 
@@ -199,7 +214,11 @@ pub fn oldest_selecting(
         if selects(p, info) {
             return Ok(Some(i));
         }
-        if let Some(why) = cannot_evaluate(p, config.settings.istio, info) {
+        // A dry-run policy never denies: whether it was meant to govern does not matter (a
+        // younger policy that selects the request then governs it, which is only stricter).
+        if !p.dry_run
+            && let Some(why) = cannot_evaluate(p, config.settings.istio, info)
+        {
             return Err(Unevaluable { policy: i, why });
         }
     }
@@ -389,6 +408,27 @@ mod tests {
             let other = "outbound|9000||httpbin.httpbin.svc.cluster.local";
             assert_eq!(governing(&c, &mut at_cluster(other, None)), Ok(None));
         }
+        // A port policy for another workload (review 5): not in doubt here, whatever its port.
+        let reviews = resource(
+            "reviews",
+            "2024-01-01T00:00:00Z",
+            json!({"applyToDestinations": [{"selector": {"name": "reviews", "namespace": "bookinfo"},
+                "port": {"number": 9080}}]}),
+        );
+        let c = istio(vec![reviews]);
+        assert_eq!(
+            governing(&c, &mut at_cluster("inbound|8080||", None)),
+            Ok(None)
+        );
+        // A dry-run policy never denies, evaluable or not (review 5).
+        let mut rollout = named();
+        rollout["metadata"]["annotations"] = json!({"jwt-policy/dry-run": "true"});
+        let c = istio(vec![rollout]);
+        assert!(c.policies[0].dry_run);
+        assert_eq!(
+            governing(&c, &mut at_cluster("inbound|8080||", Some("default"))),
+            Ok(None)
+        );
         // Only a policy older than the one that selects matters.
         let all = resource("all", "2023-01-01T00:00:00Z", json!({}));
         let c = istio(vec![named(), all.clone()]);

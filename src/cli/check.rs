@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use super::docs::{kind, load, name};
 use crate::config::{self, ConfigError, Proxy};
+use crate::policy::Phase;
 
 /// At most this many errors per document.
 const MAX_ERRORS: usize = 50;
@@ -190,42 +191,82 @@ fn wasmplugin_errors(doc: &Value) -> Vec<ConfigError> {
                 .to_owned(),
         );
     }
-    let serves = doc
-        .pointer("/spec/pluginConfig/settings/phase")
-        .and_then(Value::as_str);
-    let wanted = match serves {
-        Some("preAuthz") => Some("AUTHZ"),
-        Some("postAuthz") => Some("STATS"),
-        _ => None,
+    // The policies this instance holds, whatever the pluginConfig's shape (one spec, one
+    // resource, or {policies, settings}); none when it does not load (reported above).
+    let config = doc
+        .pointer("/spec/pluginConfig")
+        .and_then(|pc| config::parse_on(pc.to_string().as_bytes(), Proxy::Istio).ok());
+    let policies = config.as_ref().map_or(&[][..], |c| c.policies.as_slice());
+    let serves = config.as_ref().and_then(|c| c.settings.phase);
+    // A preAuthz policy it enforces runs before Istio's authorization (AUTHZ); an instance of
+    // postAuthz policies only, after it (STATS).
+    let (wanted, why) = match serves {
+        Some(Phase::PreAuthz) => (Some("AUTHZ"), "pluginConfig.settings.phase preAuthz"),
+        Some(Phase::PostAuthz) => (Some("STATS"), "pluginConfig.settings.phase postAuthz"),
+        None if policies.iter().any(|p| p.phase == Phase::PreAuthz) => {
+            (Some("AUTHZ"), "preAuthz policies and no settings.phase")
+        }
+        None => (None, ""),
     };
-    if let (Some(serves), Some(wanted)) = (serves, wanted)
+    if let Some(wanted) = wanted
         && spec("phase") != Some(wanted)
     {
         push(
             "spec.phase",
             format!(
-                "{} for pluginConfig.settings.phase {serves}: a {serves} instance runs in phase \
-                 {wanted} (render --istio writes it so)",
+                "{} for {why}: the instance runs in phase {wanted} (render --istio writes it so; \
+                 after Istio's authorization an AuthorizationPolicy would read the client's own \
+                 claim headers)",
                 spec("phase").unwrap_or("(none)")
             ),
         );
     }
-    let server = doc
+    // Route names exist in the callers' sidecars and in gateways; anywhere else (SERVER, or no
+    // mode: both sides) the inbound side refuses every request such a policy may govern.
+    let client_only = doc
         .pointer("/spec/match")
         .and_then(Value::as_array)
-        .is_some_and(|m| m.iter().any(|x| x["mode"] == "SERVER"));
-    let policies = doc
-        .pointer("/spec/pluginConfig/policies")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    if server && let Ok(Some(name)) = super::render::selecting_route_names(&policies) {
+        .is_some_and(|m| !m.is_empty() && m.iter().all(|x| x["mode"] == "CLIENT"));
+    if !client_only
+        && !targets_a_gateway(doc)
+        && let Some(p) = policies
+            .iter()
+            .find(|p| p.routes.iter().flatten().any(|r| r.name.is_some()))
+    {
+        let mode = if doc.pointer("/spec/match").is_some() {
+            "SERVER or UNDEFINED"
+        } else {
+            "none: both sides"
+        };
         push(
             "spec.match",
-            super::render::route_names_on_inbound(&name, "SERVER"),
+            super::render::route_names_on_inbound(&p.name, mode),
         );
     }
     errors
+}
+
+/// The WasmPlugin is for a gateway: a `Gateway` target, or the labels Istio's gateways carry.
+fn targets_a_gateway(doc: &Value) -> bool {
+    let refs = [doc.pointer("/spec/targetRef")]
+        .into_iter()
+        .flatten()
+        .chain(
+            doc.pointer("/spec/targetRefs")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten(),
+        );
+    let labels = doc
+        .pointer("/spec/selector/matchLabels")
+        .and_then(Value::as_object);
+    refs.into_iter().any(|r| r["kind"] == "Gateway")
+        || labels.is_some_and(|l| {
+            l.contains_key("gateway.networking.k8s.io/gateway-name")
+                || l.get("istio")
+                    .and_then(Value::as_str)
+                    .is_some_and(|v| v.ends_with("gateway"))
+        })
 }
 
 #[cfg(test)]
@@ -316,7 +357,39 @@ mod tests {
             ["spec.match"]
         );
         let mut post = plugin("FAIL_CLOSE", "AUTHZ", "CLIENT");
+        post["spec"]["pluginConfig"]["policies"][0]["config"]["phase"] = json!({"postAuthz": {}});
         post["spec"]["pluginConfig"]["settings"]["phase"] = json!("postAuthz");
         assert_eq!(paths(&post), ["spec.phase"]);
+        // Review 5: route names on both sides (no match, UNDEFINED, ports only), a pluginConfig of
+        // one policy, a preAuthz policy in STATS without settings.phase; a gateway is fine.
+        for m in [
+            json!(null),
+            json!([{"mode": "UNDEFINED"}]),
+            json!([{"ports": [{"number": 80}]}]),
+        ] {
+            let mut both = plugin("FAIL_CLOSE", "AUTHZ", "CLIENT");
+            both["spec"]["match"] = m.clone();
+            if m.is_null() {
+                both["spec"].as_object_mut().unwrap().remove("match");
+            }
+            assert_eq!(paths(&both), ["spec.match"], "match {m}");
+            both["spec"]["selector"] = json!({"matchLabels": {"istio": "ingressgateway"}});
+            assert!(paths(&both).is_empty(), "a gateway, match {m}");
+        }
+        let mut single = plugin("FAIL_CLOSE", "AUTHZ", "SERVER");
+        single["spec"]["pluginConfig"] = named.clone();
+        assert_eq!(paths(&single), ["spec.match"]);
+        let mut unsettled = plugin("FAIL_CLOSE", "STATS", "CLIENT");
+        unsettled["spec"]["pluginConfig"]
+            .as_object_mut()
+            .unwrap()
+            .remove("settings");
+        assert_eq!(paths(&unsettled), ["spec.phase"]);
+        unsettled["spec"].as_object_mut().unwrap().remove("phase");
+        assert_eq!(
+            paths(&unsettled),
+            ["spec.phase"],
+            "no phase: after authorization"
+        );
     }
 }
