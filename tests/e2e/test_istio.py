@@ -403,8 +403,13 @@ def test_inbound_destination_selector_reads_istio_node_metadata(upstream, tmp_pa
             assert not assert_passed(resp).has("X-Org")
 
 
-@pytest.mark.parametrize("number, expected", [(8000, UNEVALUABLE), (8080, (401, MISSING))])
-def test_a_destination_port_on_the_inbound_side_refuses_what_it_cannot_tell(upstream, tmp_path, number, expected):
+@pytest.mark.parametrize("name, number, expected", [
+    ("httpbin", 8000, UNEVALUABLE),
+    ("httpbin", 8080, (401, MISSING)),
+    ("reviews", 9080, (200, None)),  # another workload's port: not in doubt here (review 5)
+])
+def test_a_destination_port_on_the_inbound_side_refuses_what_it_cannot_tell(upstream, tmp_path, name, number,
+                                                                             expected):
     """Gloo's `port` is the Service port (8000); Istio's inbound cluster carries the workload's
     target port (`inbound|8080||`, Istio >= 1.8.1). Compared as they are, 8000 never matched and
     every request reached httpbin unauthenticated, a client's `x-org` with it (review 4). The
@@ -412,10 +417,13 @@ def test_a_destination_port_on_the_inbound_side_refuses_what_it_cannot_tell(upst
     cluster's is a 500; the target port itself is matched."""
     plugin = copy.deepcopy(resource("wasmplugin-sidecar.yaml", "WasmPlugin"))
     plugin["spec"]["pluginConfig"]["policies"][0]["spec"]["applyToDestinations"] = [
-        {"selector": {"name": "httpbin", "namespace": "httpbin"}, "port": {"number": number}}]
-    with inbound_sidecar(tmp_path, plugin, f"istio-inbound-port-{number}") as envoy:
+        {"selector": {"name": name, "namespace": "httpbin"}, "port": {"number": number}}]
+    with inbound_sidecar(tmp_path, plugin, f"istio-inbound-port-{name}-{number}") as envoy:
         resp = envoy.get("/get", host=MESH_HOST, headers={"x-org": "admin-org"})
-        assert (resp.status, resp.body) == expected, resp
+        if expected[0] == 200:
+            assert assert_passed(resp).header("X-Org") == ["admin-org"]  # ungoverned: untouched
+        else:
+            assert (resp.status, resp.body) == expected, resp
 
 
 def test_a_route_name_policy_on_the_inbound_side_refuses_rather_than_passes(upstream, tmp_path):

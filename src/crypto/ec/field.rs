@@ -618,11 +618,41 @@ mod tests {
             let bytes: Vec<u8> = (0..40).map(|_| next() as u8).collect();
             vals.push(BigUint::from_bytes_be(&bytes) % &m);
         }
+        // Limbs of extreme shapes (0, 1, MASK, MASK-1, 2^28, p's own limbs: review 5), p-1-k,
+        // and sums and differences of p's special powers.
+        for _ in 0..3000 {
+            let limbs: Fe<9> = std::array::from_fn(|i| match next() % 7 {
+                0 => 0,
+                1 => 1,
+                2 => MASK as u32,
+                3 => MASK as u32 - 1,
+                4 => 1 << 28,
+                5 => P256_M[i],
+                _ => (next() & MASK) as u32,
+            });
+            vals.push(big(&limbs) % &m);
+        }
+        for k in 0..64u32 {
+            vals.push(&m - 1u32 - k);
+        }
+        for a in [0usize, 96, 192, 224, 256] {
+            for b in [0usize, 96, 192, 224, 256] {
+                let v = ((BigUint::from(1u32) << a) + (BigUint::from(1u32) << b)) % &m;
+                vals.push((&m + &m - &v) % &m);
+                vals.push(v);
+            }
+        }
         let vals: Vec<Fe<9>> = vals.iter().map(fe::<9>).collect();
+        let normalized = |x: &Fe<9>| x.iter().all(|&l| u64::from(l) <= MASK) && !ge(x, &P256_M);
         for (i, a) in vals.iter().enumerate() {
-            assert_eq!(f.sqr(a), generic.sqr(a), "sqr {a:x?}");
+            let s = f.sqr(a);
+            assert!(s == generic.sqr(a) && normalized(&s), "sqr {a:x?}");
             for b in vals.iter().skip(i % 7).step_by(7) {
-                assert_eq!(f.mul(a, b), generic.mul(a, b), "mul {a:x?} {b:x?}");
+                let p = f.mul(a, b);
+                assert!(
+                    p == generic.mul(a, b) && normalized(&p),
+                    "mul {a:x?} {b:x?}"
+                );
             }
         }
     }
