@@ -101,6 +101,17 @@ def policy(provider: dict) -> dict:
             "spec": {"config": {"providers": {"bench": {"issuer": ISSUER, **provider}}}}}
 
 
+def floor_config(provider: dict) -> dict:
+    """Ours configured so that no policy is enforced and no property is read: the postAuthz
+    instance of a preAuthz policy (the oldest, it selects every request and governs it, but in
+    the preAuthz instance), as `render --istio` deploys them; the younger postAuthz policy makes
+    the instance's phase one that a policy has."""
+    post = policy(provider)
+    post["metadata"]["name"] = "bench-post"
+    post["spec"]["config"]["phase"] = {"postAuthz": {}}
+    return {"policies": [policy(provider), post], "settings": {"phase": "postAuthz"}}
+
+
 # --------------------------------------------------------------------------- the arms
 
 @dataclass
@@ -124,10 +135,10 @@ def arms(jwks: str, wasm: Path) -> list[Arm]:
             workloads=("rs256", "es256", "distinct")),
         Arm("ours", "ours (wasm)", [wasm_filter(policy(local), wasm)]),
         # The fixed cost of any Proxy-Wasm filter in this Envoy: ours with a policy that governs
-        # no request (settings.phase selects no policy), so each request only crosses the wasm
+        # no request (the governing policy is another phase's), so each request only crosses the wasm
         # boundary for the SDK's callbacks. What ours can at best reach against "none".
         Arm("wasm_floor", "wasm filter, no policy applies",
-            [wasm_filter({"policies": [policy(local)], "settings": {"phase": "postAuthz"}}, wasm)],
+            [wasm_filter(floor_config(local), wasm)],
             enforces=False, workloads=("rs256",)),
         # The header cost does not depend on the algorithm: one workload is enough.
         Arm("ours_c2h", "ours + 3 claimsToHeaders",
@@ -144,7 +155,7 @@ def guide_arms(jwks: str, wasm: Path) -> list[Arm]:
         Arm("native_cache", "native + jwt_cache", [native_guide(jwks, JWT_CACHE_SIZE)], token_header=h),
         Arm("ours", "ours (wasm)", [wasm_filter(policy(guide_provider(jwks)), wasm)], token_header=h),
         Arm("wasm_floor", "wasm filter, no policy applies",
-            [wasm_filter({"policies": [policy(guide_provider(jwks))], "settings": {"phase": "postAuthz"}}, wasm)],
+            [wasm_filter(floor_config(guide_provider(jwks)), wasm)],
             enforces=False, token_header=h),
     ]
 

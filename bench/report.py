@@ -230,7 +230,7 @@ def setup(res: dict) -> list[str]:
         "provider (`issuer`, `local.inline`: the same JWKS), default token source, no claimsToHeaders, "
         "`keepToken: false`, default settings (verified-token cache of 16384 tokens / 64 MiB).",
         "  - **wasm filter, no policy applies** (the floor): ours, same module and VM settings, configured with "
-        "`settings.phase: postAuthz` and one preAuthz policy, so no policy governs any request: Envoy still "
+        "`settings.phase: postAuthz`, an older preAuthz policy and a younger postAuthz one, so the one that governs every request is enforced in the other phase's instance: Envoy still "
         "creates the filter's context and calls into the VM for every request, and the filter returns at once. "
         "What any Proxy-Wasm filter costs in this Envoy; repeated RS256 only.",
         f"  - **ours + 3 claimsToHeaders**: the same plus {len(CLAIMS_TO_HEADERS)} claim headers "
