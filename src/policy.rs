@@ -136,6 +136,14 @@ pub struct Policy {
     pub spoofable_headers: Vec<String>,
 }
 
+impl Policy {
+    /// It selects routes by name (which exist only where the route is: on Istio, the callers'
+    /// sidecars and gateways, never a sidecar's inbound side).
+    pub fn names_routes(&self) -> bool {
+        self.routes.iter().flatten().any(|r| r.name.is_some())
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RouteSelector {
     pub labels: BTreeMap<String, String>,

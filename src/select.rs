@@ -143,7 +143,7 @@ pub fn cannot_evaluate(
     istio: bool,
     info: &mut dyn RouteInfo,
 ) -> Option<&'static str> {
-    let route_names = istio && policy.routes.iter().flatten().any(|s| s.name.is_some());
+    let route_names = istio && policy.names_routes();
     let ports = policy
         .destinations
         .iter()

@@ -229,9 +229,7 @@ fn wasmplugin_errors(doc: &Value) -> Vec<ConfigError> {
         .is_some_and(|m| !m.is_empty() && m.iter().all(|x| x["mode"] == "CLIENT"));
     if !client_only
         && !targets_a_gateway(doc)
-        && let Some(p) = policies
-            .iter()
-            .find(|p| p.routes.iter().flatten().any(|r| r.name.is_some()))
+        && let Some(p) = policies.iter().find(|p| p.names_routes())
     {
         let mode = if doc.pointer("/spec/match").is_some() {
             "SERVER or UNDEFINED"

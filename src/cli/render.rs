@@ -65,11 +65,7 @@ pub(crate) fn phase_of(policy: &Value) -> Result<(Phase, i64), String> {
 pub(crate) fn selecting_route_names(policies: &[Value]) -> Result<Option<String>, String> {
     for policy in policies {
         let c = config::parse(policy.to_string().as_bytes()).map_err(|e| e.to_string())?;
-        if let Some(p) = c
-            .policies
-            .iter()
-            .find(|p| p.routes.iter().flatten().any(|r| r.name.is_some()))
-        {
+        if let Some(p) = c.policies.iter().find(|p| p.names_routes()) {
             return Ok(Some(p.name.clone()));
         }
     }
