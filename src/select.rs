@@ -22,36 +22,94 @@ pub trait RouteInfo {
     fn local_service(&mut self) -> Option<(String, String)>;
 }
 
+/// What kind of upstream a cluster name describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterKind {
+    /// A Service and the Service port: Istio's `outbound|PORT|SUBSET|HOST` (a sidecar's or a
+    /// gateway's upstream) and an ambient waypoint's `inbound-vip|PORT|SUBSET|HOST`.
+    Service,
+    /// This workload, seen from its own sidecar's inbound side: `inbound|PORT||…` (the target
+    /// port) and `InboundPassthroughCluster…` (a port the Service does not declare: none).
+    Workload,
+    /// Any other name: a plain Envoy cluster, matched by its name.
+    Plain,
+    /// An Istio-shaped name (`|`-separated) of a form not read here, such as a waypoint's
+    /// `inbound-pod|…`: which destination it is cannot be told.
+    Unreadable,
+}
+
 /// A destination as an upstream cluster name describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Destination {
     pub name: String,
     pub namespace: Option<String>,
     pub port: Option<u32>,
-    pub inbound: bool,
+    pub kind: ClusterKind,
 }
 
-/// `outbound|PORT|SUBSET|NAME.NAMESPACE.svc.cluster.local`, `inbound|PORT||…`, or a plain
-/// Envoy cluster name (matched as the destination's name).
+/// A Kubernetes Service's host `NAME.NAMESPACE.svc.DOMAIN` as `(NAME, NAMESPACE)`; any other
+/// host (a ServiceEntry's `api.example.com`) is its whole self with no namespace, so a selector
+/// for the Service `api` in the namespace `example` never takes it.
+fn service_host(host: &str) -> (String, Option<String>) {
+    let mut labels = host.splitn(4, '.');
+    match (labels.next(), labels.next(), labels.next()) {
+        (Some(name), Some(namespace), Some("svc")) if !name.is_empty() && !namespace.is_empty() => {
+            (name.to_owned(), Some(namespace.to_owned()))
+        }
+        _ => (host.to_owned(), None),
+    }
+}
+
+/// `outbound|PORT|SUBSET|HOST`, `inbound-vip|PORT|SUBSET|HOST`, `inbound|PORT||…`,
+/// `InboundPassthroughCluster…`, or a plain Envoy cluster name (matched as the destination's
+/// name); any other `|`-separated name is [`ClusterKind::Unreadable`].
 pub fn parse_cluster_name(cluster: &str) -> Destination {
     let parts: Vec<&str> = cluster.split('|').collect();
-    if let [direction @ ("outbound" | "inbound"), port, _subset, host] = parts.as_slice() {
-        let port = port.parse().ok();
-        let mut labels = host.split('.');
-        let name = labels.next().unwrap_or_default().to_owned();
-        let namespace = labels.next().map(str::to_owned);
-        return Destination {
-            name,
-            namespace,
-            port,
-            inbound: *direction == "inbound",
-        };
-    }
-    Destination {
+    let unreadable = || Destination {
         name: cluster.to_owned(),
         namespace: None,
         port: None,
-        inbound: false,
+        kind: ClusterKind::Unreadable,
+    };
+    match parts.as_slice() {
+        [
+            direction @ ("outbound" | "inbound-vip" | "inbound"),
+            port,
+            _subset,
+            host,
+        ] => {
+            let Ok(port) = port.parse() else {
+                return unreadable();
+            };
+            if *direction == "inbound" {
+                return Destination {
+                    name: String::new(),
+                    namespace: None,
+                    port: Some(port),
+                    kind: ClusterKind::Workload,
+                };
+            }
+            let (name, namespace) = service_host(host);
+            Destination {
+                name,
+                namespace,
+                port: Some(port),
+                kind: ClusterKind::Service,
+            }
+        }
+        [_] if cluster.starts_with("InboundPassthroughCluster") => Destination {
+            name: String::new(),
+            namespace: None,
+            port: None,
+            kind: ClusterKind::Workload,
+        },
+        [_] => Destination {
+            name: cluster.to_owned(),
+            namespace: None,
+            port: None,
+            kind: ClusterKind::Plain,
+        },
+        _ => unreadable(),
     }
 }
 
@@ -94,11 +152,16 @@ pub fn destination_selector_matches(sel: &DestinationSelector, info: &mut dyn Ro
         return false;
     };
     let mut dest = parse_cluster_name(cluster);
-    if dest.inbound {
-        let Some((name, namespace)) = info.local_service() else {
-            return false;
-        };
-        (dest.name, dest.namespace) = (name, Some(namespace));
+    match dest.kind {
+        ClusterKind::Workload => {
+            let Some((name, namespace)) = info.local_service() else {
+                return false;
+            };
+            (dest.name, dest.namespace) = (name, Some(namespace));
+        }
+        // Nothing can be told of it: see `cannot_evaluate`.
+        ClusterKind::Unreadable => return false,
+        ClusterKind::Service | ClusterKind::Plain => {}
     }
     sel.name.as_ref().is_none_or(|n| *n == dest.name)
         && sel
@@ -134,55 +197,61 @@ pub struct Unevaluable {
 }
 
 /// Why `policy`, which did not select the request, may have been meant to: a selector that
-/// cannot match where the request is, whatever it says. On an Istio sidecar's inbound side
-/// (`inbound|PORT||` cluster) the routes are Istio's own (`default`), not the VirtualService's
-/// named ones, and the cluster carries the workload's target port, not the Service port a
-/// destination `port` names.
+/// cannot match where the request is, whatever it says.
+/// - On an Istio sidecar's inbound side (`inbound|PORT||`, `InboundPassthroughCluster`) the
+///   routes are Istio's own (`default`), not the VirtualService's named ones; the cluster
+///   carries the workload's target port (or none), not the Service port a destination `port`
+///   names; and which Service this workload is comes from the node metadata, which may lack it.
+/// - An Istio-shaped cluster name of a form not read here (a waypoint's `inbound-pod|…`) tells
+///   no destination at all.
 pub fn cannot_evaluate(
     policy: &Policy,
     istio: bool,
     info: &mut dyn RouteInfo,
 ) -> Option<&'static str> {
     let route_names = istio && policy.names_routes();
-    let ports = policy
-        .destinations
-        .iter()
-        .flatten()
-        .any(|d| d.port.is_some());
-    if !route_names && !ports {
+    let specific =
+        |d: &&DestinationSelector| d.name.is_some() || d.namespace.is_some() || d.port.is_some();
+    let destinations = policy.destinations.iter().flatten().any(|d| specific(&d));
+    if !route_names && !destinations {
         return None;
     }
-    let inbound = info
-        .cluster_name()
-        .is_some_and(|c| parse_cluster_name(c).inbound);
-    if !inbound {
-        return None;
-    }
-    // A port selector for another workload (its name or namespace not this one's) was not
-    // meant for this request whatever its port: only one for this workload is in doubt.
-    let ported_here = |info: &mut dyn RouteInfo| {
-        let local = info.local_service();
-        policy.destinations.iter().flatten().any(|d| {
-            d.port.is_some()
-                && local.as_ref().is_none_or(|(name, namespace)| {
-                    d.name.as_ref().is_none_or(|n| n == name)
-                        && d.namespace.as_ref().is_none_or(|ns| ns == namespace)
-                })
-        })
-    };
-    if route_names {
-        Some(
+    let kind = parse_cluster_name(info.cluster_name()?).kind;
+    match kind {
+        ClusterKind::Service | ClusterKind::Plain => None,
+        ClusterKind::Unreadable if destinations => Some(
+            "a destination selector on an upstream cluster whose name this filter does not read \
+             (Istio's outbound|, inbound|, inbound-vip| and InboundPassthroughCluster names are \
+             read; this one tells no Service)",
+        ),
+        ClusterKind::Unreadable => None,
+        ClusterKind::Workload if route_names => Some(
             "a route selected by name on an Istio sidecar's inbound side, where Istio's routes \
              are its own (`default`): route names exist in the client's sidecar (WasmPlugin \
              match CLIENT) and in gateways",
-        )
-    } else if ported_here(info) {
-        Some(
-            "a destination port on an Istio inbound cluster, which carries the workload's \
-             target port, not the Service port the policy names: select by name and namespace",
-        )
-    } else {
-        None
+        ),
+        ClusterKind::Workload => {
+            let Some((name, namespace)) = info.local_service() else {
+                return Some(
+                    "a destination selector on an Istio inbound cluster, but the node metadata \
+                     names no Service for this workload (LABELS app or \
+                     service.istio.io/canonical-name, and NAMESPACE)",
+                );
+            };
+            // A port selector for another workload (its name or namespace not this one's) was
+            // not meant for this request whatever its port: only one for this workload is in
+            // doubt.
+            let ported_here = policy.destinations.iter().flatten().any(|d| {
+                d.port.is_some()
+                    && d.name.as_ref().is_none_or(|n| *n == name)
+                    && d.namespace.as_ref().is_none_or(|ns| *ns == namespace)
+            });
+            ported_here.then_some(
+                "a destination port on an Istio inbound cluster, which carries the workload's \
+                 target port (or none: a port the Service does not declare), not the Service \
+                 port the policy names: select by name and namespace",
+            )
+        }
     }
 }
 
@@ -442,6 +511,87 @@ mod tests {
         assert!(governing(&c, &mut at_cluster("inbound|8080||", None)).is_err());
     }
 
+    #[test]
+    fn a_waypoint_cluster_is_a_service_and_cluster_forms_not_read_refuse_the_request() {
+        let httpbin = |port: Option<u32>| {
+            let mut d = json!({"selector": {"name": "httpbin", "namespace": "httpbin"}});
+            if let Some(p) = port {
+                d["port"] = json!({"number": p});
+            }
+            config_of(vec![resource(
+                "httpbin",
+                "2024-01-01T00:00:00Z",
+                json!({"applyToDestinations": [d]}),
+            )])
+        };
+        let (named, ported) = (httpbin(None), httpbin(Some(8000)));
+        // An ambient waypoint's upstream: the Service and the Service port, as outbound.
+        let vip = "inbound-vip|8000|http|httpbin.httpbin.svc.cluster.local";
+        assert_eq!(governing(&ported, &mut at_cluster(vip, None)), Ok(Some(0)));
+        let subset = "inbound-vip|8000|http/v1|httpbin.httpbin.svc.cluster.local";
+        assert_eq!(
+            governing(&ported, &mut at_cluster(subset, None)),
+            Ok(Some(0))
+        );
+        let other_port = "inbound-vip|9000|http|httpbin.httpbin.svc.cluster.local";
+        assert_eq!(
+            governing(&ported, &mut at_cluster(other_port, None)),
+            Ok(None)
+        );
+        let other = "inbound-vip|8000|http|reviews.bookinfo.svc.cluster.local";
+        assert_eq!(governing(&named, &mut at_cluster(other, None)), Ok(None));
+        // A form not read here tells no Service: a destination policy is in doubt (fail
+        // closed); one for every destination still selects.
+        for cluster in [
+            "inbound-pod|8080||10.0.0.5",
+            "outbound|http||httpbin.httpbin.svc.cluster.local",
+            "a|b",
+        ] {
+            let e = governing(&named, &mut at_cluster(cluster, None)).unwrap_err();
+            assert!(e.why.contains("does not read"), "{cluster}: {}", e.why);
+        }
+        let everything = config_of(vec![resource(
+            "all",
+            "2024-01-01T00:00:00Z",
+            json!({"applyToDestinations": [{}]}),
+        )]);
+        assert_eq!(
+            governing(
+                &everything,
+                &mut at_cluster("inbound-pod|8080||10.0.0.5", None)
+            ),
+            Ok(Some(0))
+        );
+        // A ServiceEntry's host is no Service `api` in the namespace `example`.
+        let api = config_of(vec![resource(
+            "api",
+            "2024-01-01T00:00:00Z",
+            json!({"applyToDestinations": [{"selector": {"name": "api", "namespace": "example"}}]}),
+        )]);
+        assert_eq!(
+            governing(&api, &mut at_cluster("outbound|443||api.example.com", None)),
+            Ok(None)
+        );
+        assert_eq!(
+            governing(
+                &api,
+                &mut at_cluster("outbound|443||api.example.svc.cluster.local", None)
+            ),
+            Ok(Some(0))
+        );
+        // A port the Service does not declare reaches the workload through the passthrough
+        // cluster: this workload by name, and no port to compare.
+        let pass = "InboundPassthroughClusterIpv4";
+        assert_eq!(governing(&named, &mut at_cluster(pass, None)), Ok(Some(0)));
+        let e = governing(&ported, &mut at_cluster(pass, None)).unwrap_err();
+        assert!(e.why.contains("target port"), "{}", e.why);
+        // No Service for this workload in the node metadata: a destination policy is in doubt.
+        let mut bare = at_cluster("inbound|8080||", None);
+        bare.local = None;
+        let e = governing(&named, &mut bare).unwrap_err();
+        assert!(e.why.contains("node metadata"), "{}", e.why);
+    }
+
     fn governing_name(c: &Config, info: &mut Info) -> Option<String> {
         governing(c, info)
             .unwrap()
@@ -677,7 +827,7 @@ mod tests {
                 name: "a".into(),
                 namespace: Some("b".into()),
                 port: Some(80),
-                inbound: false
+                kind: ClusterKind::Service,
             }
         );
     }

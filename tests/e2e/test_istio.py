@@ -426,6 +426,51 @@ def test_a_destination_port_on_the_inbound_side_refuses_what_it_cannot_tell(upst
             assert (resp.status, resp.body) == expected, resp
 
 
+def waypoint(tmp_path, plugin: dict, name: str, cluster: str):
+    """An ambient waypoint's HTTP chain, as Istio builds it: its upstream cluster names the
+    Service and the Service port (`inbound-vip|8000|http|httpbin.httpbin.svc.cluster.local`), or,
+    for a workload addressed directly, the pod (`inbound-pod|8080||IP`)."""
+    wasm_filter, _ = write_ecds(tmp_path, plugin)
+    route_config = {"name": "waypoint", "virtual_hosts": [{"name": "httpbin", "domains": ["*"],
+                    "routes": [{"name": "httpbin.httpbin.0.0", "match": {"prefix": "/"},
+                                "route": {"cluster": cluster}}]}]}
+    node = istio_node("httpbin", "waypoint")
+    node["id"] = "waypoint~10.0.0.9~waypoint-5f9c-x.httpbin~httpbin.svc.cluster.local"
+    bootstrap = istio_bootstrap([wasm_filter], node=node, route_config=route_config,
+                                clusters=[echo_cluster(cluster)])
+    return harness.boot(None, bootstrap=bootstrap, name=name)
+
+
+@pytest.mark.parametrize("cluster, number, expected", [
+    ("inbound-vip|8000|http|httpbin.httpbin.svc.cluster.local", 8000, (401, MISSING)),
+    ("inbound-vip|8000|http/v1|httpbin.httpbin.svc.cluster.local", 8000, (401, MISSING)),
+    ("inbound-vip|9000|http|httpbin.httpbin.svc.cluster.local", 8000, (200, None)),
+    ("inbound-pod|8080||127.0.0.1", 8000, UNEVALUABLE),
+    ("inbound-pod|8080||127.0.0.1", None, UNEVALUABLE),
+])
+def test_a_waypoint_reads_the_service_and_its_port_and_refuses_names_it_cannot_read(
+        upstream, tmp_path, cluster, number, expected):
+    """A destination policy in an ambient waypoint: `inbound-vip|PORT|SUBSET|HOST` carries the
+    Service and the Service port, so the policy's port is compared as written; a cluster name of
+    a form the filter does not read (`inbound-pod|…`) tells no Service, so the request is refused
+    (500), never let through untouched as it was (the cluster was taken for a plain name)."""
+    plugin = copy.deepcopy(resource("wasmplugin-sidecar.yaml", "WasmPlugin"))
+    selector = {"selector": {"name": "httpbin", "namespace": "httpbin"}}
+    if number is not None:
+        selector["port"] = {"number": number}
+    plugin["spec"]["pluginConfig"]["policies"][0]["spec"]["applyToDestinations"] = [selector]
+    tag = cluster.split("|")[0] + cluster.split("|")[1] + cluster.split("|")[2].replace("/", "") + str(number)
+    with waypoint(tmp_path, plugin, f"istio-waypoint-{tag}", cluster) as envoy:
+        resp = envoy.get("/get", host=MESH_HOST, headers={"x-org": "admin-org"})
+        if expected[0] == 200:
+            assert assert_passed(resp).header("X-Org") == ["admin-org"]  # another port: ungoverned
+        else:
+            assert (resp.status, resp.body) == expected, resp
+        if expected[0] == 401:
+            resp = envoy.get(f"/get?auth_token={demo_token()}", host=MESH_HOST, headers={"x-org": "admin-org"})
+            assert assert_passed(resp).header("X-Org") == ["solo.io"]
+
+
 def test_a_route_name_policy_on_the_inbound_side_refuses_rather_than_passes(upstream, tmp_path):
     """The README's `render --istio` command once made a SERVER plugin of the policy that selects
     the VirtualService route `httpbin-mesh` by name: on httpbin's inbound side the only route is
