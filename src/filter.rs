@@ -152,13 +152,17 @@ impl Host for ProxyHost {
 }
 
 /// An Istio proxy (its node metadata names the Istio version, or its node id has Istio's
-/// `sidecar~` / `router~` form) or a plain Envoy: it decides which selectors can be evaluated.
+/// `sidecar~` / `router~` / `waypoint~` form) or a plain Envoy: it decides which selectors can be evaluated.
 fn proxy_kind() -> config::Proxy {
     let property = |path: &[&str]| hostcalls::get_property(path.to_vec()).ok().flatten();
     let istio = property(&["xds", "node", "metadata", "ISTIO_VERSION"]).is_some()
         || property(&["xds", "node", "id"])
             .and_then(|id| String::from_utf8(id).ok())
-            .is_some_and(|id| id.starts_with("sidecar~") || id.starts_with("router~"));
+            .is_some_and(|id| {
+                ["sidecar~", "router~", "waypoint~"]
+                    .iter()
+                    .any(|kind| id.starts_with(kind))
+            });
     if istio {
         config::Proxy::Istio
     } else {
