@@ -294,36 +294,6 @@ pub fn oldest_selecting(
     Ok(None)
 }
 
-/// Which properties any policy of `config` needs (so the filter reads no others).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Needs {
-    pub route_labels: bool,
-    pub route_namespace: bool,
-    pub route_name: bool,
-    pub cluster_name: bool,
-}
-
-impl Needs {
-    pub fn any(&self) -> bool {
-        self.route_labels || self.route_namespace || self.route_name || self.cluster_name
-    }
-}
-
-pub fn needs(config: &Config) -> Needs {
-    let mut n = Needs::default();
-    for p in &config.policies {
-        for r in p.routes.iter().flatten() {
-            n.route_labels |= !r.labels.is_empty();
-            n.route_name |= r.name.is_some();
-            n.route_namespace |= r.namespace.is_some();
-        }
-        for d in p.destinations.iter().flatten() {
-            n.cluster_name |= d.name.is_some() || d.namespace.is_some() || d.port.is_some();
-        }
-    }
-    n
-}
-
 /// Decodes a proxy-wasm pairs map (`u32` count, `u32` sizes, NUL-terminated keys and values),
 /// as the host serializes a metadata struct; `None` when malformed. Non-UTF-8 entries are skipped.
 pub fn decode_pairs(bytes: &[u8]) -> Option<BTreeMap<String, String>> {
@@ -839,24 +809,13 @@ mod tests {
             "2024-01-01T00:00:00Z",
             json!({"applyToRoutes": [{"route": {"labels": {"a": "b"}}}]}),
         )]);
-        assert_eq!(
-            needs(&c),
-            Needs {
-                route_labels: true,
-                ..Needs::default()
-            }
-        );
         let mut info = labelled(&[("a", "b")]);
         governing(&c, &mut info).unwrap();
         assert_eq!(info.reads, vec!["labels"]);
-        assert!(
-            !needs(&config_of(vec![resource(
-                "all",
-                "2024-01-01T00:00:00Z",
-                json!({})
-            )]))
-            .any()
-        );
+        let all = config_of(vec![resource("all", "2024-01-01T00:00:00Z", json!({}))]);
+        let mut info = labelled(&[("a", "b")]);
+        assert_eq!(governing(&all, &mut info), Ok(Some(0)));
+        assert!(info.reads.is_empty(), "{:?}", info.reads);
     }
 
     #[test]
