@@ -422,7 +422,7 @@ fn parse_spec(
         .map(|items| {
             items
                 .iter()
-                .map(|(v, p)| parse_destination_selector(v, p))
+                .map(|(v, p)| parse_destination_selector(v, p, proxy))
                 .collect::<Result<Vec<_>>>()
         })
         .transpose()?
@@ -552,6 +552,37 @@ fn parse_phase(v: &Value, path: &str) -> Result<(Phase, i64)> {
     Ok((phase, priority))
 }
 
+/// Gloo fields that scope a selector to what one proxy cannot see (the multi-cluster `cluster`
+/// and `workspace`, a port's `name`): ignored, they would widen the selector, and a widened
+/// older policy governs requests meant for a younger one (only the oldest applies; review 6).
+fn refuse_unseeable(o: &Obj<'_>, path: &str, keys: &[&str]) -> Result<()> {
+    for key in keys {
+        if o.string(key)?.is_some_and(|v| !v.is_empty()) {
+            return err(
+                &child(path, key),
+                format!(
+                    "a proxy cannot see a selector's `{key}`: ignored, it would widen this \
+                     selector (and an older policy widened governs requests meant for a younger \
+                     one); remove it, and give this proxy only the policies meant for it"
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A Kubernetes name Istio puts in cluster names (an RFC 1123 label: lower case, digits, `-`,
+/// at most 63 characters); any other can never match one there.
+fn is_dns_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.first() != Some(&b'-')
+        && b.last() != Some(&b'-')
+}
+
 fn parse_route_selector(v: &Value, path: &str, proxy: Proxy) -> Result<RouteSelector> {
     let o = Obj::new(v, path, &["route"])?;
     let Some((r, rp)) = o.get("route") else {
@@ -562,8 +593,7 @@ fn parse_route_selector(v: &Value, path: &str, proxy: Proxy) -> Result<RouteSele
         &rp,
         &["labels", "name", "namespace", "cluster", "workspace"],
     )?;
-    r.string("cluster")?;
-    r.string("workspace")?;
+    refuse_unseeable(&r, &rp, &["cluster", "workspace"])?;
     let selector = RouteSelector {
         labels: r.string_map("labels")?,
         name: r.string("name")?,
@@ -589,7 +619,7 @@ fn parse_route_selector(v: &Value, path: &str, proxy: Proxy) -> Result<RouteSele
     Ok(selector)
 }
 
-fn parse_destination_selector(v: &Value, path: &str) -> Result<DestinationSelector> {
+fn parse_destination_selector(v: &Value, path: &str, proxy: Proxy) -> Result<DestinationSelector> {
     let o = Obj::new(v, path, &["kind", "selector", "port"])?;
     match o.string("kind")?.as_deref() {
         None | Some("SERVICE") => {}
@@ -620,10 +650,21 @@ fn parse_destination_selector(v: &Value, path: &str) -> Result<DestinationSelect
             &sp,
             &["name", "namespace", "labels", "cluster", "workspace"],
         )?;
-        s.string("cluster")?;
-        s.string("workspace")?;
+        refuse_unseeable(&s, &sp, &["cluster", "workspace"])?;
         d.name = s.string("name")?;
         d.namespace = s.string("namespace")?;
+        if proxy == Proxy::Istio {
+            for (key, value) in [("name", &d.name), ("namespace", &d.namespace)] {
+                if value.as_deref().is_some_and(|v| !is_dns_label(v)) {
+                    return err(
+                        &child(&sp, key),
+                        "not a Kubernetes name (lower case letters, digits and `-`, at most 63): \
+                         Istio's cluster names carry only those, so this selector would select \
+                         nothing and leave the destination unauthenticated",
+                    );
+                }
+            }
+        }
         d.labels = s.string_map("labels")?;
         if !d.labels.is_empty() {
             return err(
@@ -636,7 +677,7 @@ fn parse_destination_selector(v: &Value, path: &str) -> Result<DestinationSelect
     }
     if let Some((p, pp)) = o.get("port") {
         let p = Obj::new(p, &pp, &["number", "name"])?;
-        p.string("name")?;
+        refuse_unseeable(&p, &pp, &["name"])?;
         d.port = p
             .get("number")
             .map(|(v, p)| {

@@ -141,6 +141,12 @@ impl<H: Host> RouteInfo for HostRoute<'_, '_, H> {
         self.cluster.as_ref().and_then(Option::as_deref)
     }
 
+    fn cluster_services(&mut self) -> Option<Vec<(String, String)>> {
+        self.host
+            .property(&["xds", "cluster_metadata"])
+            .and_then(|b| select::decode_istio_services(&b))
+    }
+
     fn local_service(&mut self) -> Option<(String, String)> {
         let namespace = self.string(&["xds", "node", "metadata", "NAMESPACE"])?;
         let labels = self

@@ -19,7 +19,13 @@ pub trait RouteInfo {
     fn cluster_name(&mut self) -> Option<&str>;
     /// This workload's service `(name, namespace)`, for Istio `inbound|PORT||` clusters (node
     /// metadata `LABELS["service.istio.io/canonical-name"]` or `LABELS["app"]`, and `NAMESPACE`).
+    /// The canonical name is the pod's, which is not always its Service's: only the fallback
+    /// when the cluster's own metadata lists no Service.
     fn local_service(&mut self) -> Option<(String, String)>;
+    /// The Services `(name, namespace)` Istio lists on the upstream cluster (cluster metadata
+    /// `filter_metadata.istio.services`: on an inbound cluster, every Service of this workload
+    /// on that port); `None` when there is no such list.
+    fn cluster_services(&mut self) -> Option<Vec<(String, String)>>;
 }
 
 /// What kind of upstream a cluster name describes.
@@ -60,16 +66,30 @@ fn service_host(host: &str) -> (String, Option<String>) {
     }
 }
 
-/// `outbound|PORT|SUBSET|HOST`, `inbound-vip|PORT|SUBSET|HOST`, `inbound|PORT||…`,
-/// `InboundPassthroughCluster…`, or a plain Envoy cluster name (matched as the destination's
-/// name); any other `|`-separated name is [`ClusterKind::Unreadable`].
-pub fn parse_cluster_name(cluster: &str) -> Destination {
+/// `outbound|PORT|SUBSET|HOST`, `inbound-vip|PORT|SUBSET|HOST`, `inbound|PORT||…`, or a plain
+/// Envoy cluster name (matched as the destination's name). On an Istio proxy (`istio`) also
+/// `InboundPassthroughCluster…` (this workload, a port its Service does not declare), and every
+/// other `|`-separated name and `PassthroughCluster` (a caller's request whose Host no route
+/// knows, sent on to the address it was for: a Service's or a pod's) are
+/// [`ClusterKind::Unreadable`]. A plain Envoy's names are its own: `|` in them (Open Service
+/// Mesh's `NAMESPACE/SERVICE|PORT`) is just a character.
+pub fn parse_cluster_name(cluster: &str, istio: bool) -> Destination {
     let parts: Vec<&str> = cluster.split('|').collect();
-    let unreadable = || Destination {
+    let plain = || Destination {
         name: cluster.to_owned(),
         namespace: None,
         port: None,
+        kind: ClusterKind::Plain,
+    };
+    let unreadable = || Destination {
         kind: ClusterKind::Unreadable,
+        ..plain()
+    };
+    let workload = |port| Destination {
+        name: String::new(),
+        namespace: None,
+        port,
+        kind: ClusterKind::Workload,
     };
     match parts.as_slice() {
         [
@@ -77,38 +97,24 @@ pub fn parse_cluster_name(cluster: &str) -> Destination {
             port,
             _subset,
             host,
-        ] => {
-            let Ok(port) = port.parse() else {
-                return unreadable();
-            };
-            if *direction == "inbound" {
-                return Destination {
-                    name: String::new(),
-                    namespace: None,
+        ] => match port.parse() {
+            Ok(port) if *direction == "inbound" => workload(Some(port)),
+            Ok(port) => {
+                let (name, namespace) = service_host(host);
+                Destination {
+                    name,
+                    namespace,
                     port: Some(port),
-                    kind: ClusterKind::Workload,
-                };
+                    kind: ClusterKind::Service,
+                }
             }
-            let (name, namespace) = service_host(host);
-            Destination {
-                name,
-                namespace,
-                port: Some(port),
-                kind: ClusterKind::Service,
-            }
-        }
-        [_] if cluster.starts_with("InboundPassthroughCluster") => Destination {
-            name: String::new(),
-            namespace: None,
-            port: None,
-            kind: ClusterKind::Workload,
+            Err(_) if istio => unreadable(),
+            Err(_) => plain(),
         },
-        [_] => Destination {
-            name: cluster.to_owned(),
-            namespace: None,
-            port: None,
-            kind: ClusterKind::Plain,
-        },
+        _ if !istio => plain(),
+        [_] if cluster.starts_with("InboundPassthroughCluster") => workload(None),
+        [_] if cluster == "PassthroughCluster" => unreadable(),
+        [_] => plain(),
         _ => unreadable(),
     }
 }
@@ -135,7 +141,11 @@ pub fn route_selector_matches(sel: &RouteSelector, info: &mut dyn RouteInfo) -> 
     true
 }
 
-pub fn destination_selector_matches(sel: &DestinationSelector, info: &mut dyn RouteInfo) -> bool {
+pub fn destination_selector_matches(
+    sel: &DestinationSelector,
+    istio: bool,
+    info: &mut dyn RouteInfo,
+) -> bool {
     let everything = sel.name.is_none()
         && sel.namespace.is_none()
         && sel.port.is_none()
@@ -151,34 +161,48 @@ pub fn destination_selector_matches(sel: &DestinationSelector, info: &mut dyn Ro
     let Some(cluster) = info.cluster_name() else {
         return false;
     };
-    let mut dest = parse_cluster_name(cluster);
-    match dest.kind {
-        ClusterKind::Workload => {
-            let Some((name, namespace)) = info.local_service() else {
-                return false;
-            };
-            (dest.name, dest.namespace) = (name, Some(namespace));
-        }
-        // Nothing can be told of it: see `cannot_evaluate`.
-        ClusterKind::Unreadable => return false,
-        ClusterKind::Service | ClusterKind::Plain => {}
+    let dest = parse_cluster_name(cluster, istio);
+    if sel.port.is_some_and(|p| dest.port != Some(p)) {
+        return false;
     }
-    sel.name.as_ref().is_none_or(|n| *n == dest.name)
-        && sel
-            .namespace
-            .as_ref()
-            .is_none_or(|ns| dest.namespace.as_ref() == Some(ns))
-        && sel.port.is_none_or(|p| dest.port == Some(p))
+    let names = |name: &str, namespace: Option<&str>| {
+        sel.name.as_ref().is_none_or(|n| n == name)
+            && sel
+                .namespace
+                .as_ref()
+                .is_none_or(|ns| namespace == Some(ns.as_str()))
+    };
+    match dest.kind {
+        ClusterKind::Service | ClusterKind::Plain => names(&dest.name, dest.namespace.as_deref()),
+        // This workload: its Services as the cluster lists them, else the node metadata's.
+        ClusterKind::Workload => match workload_services(info) {
+            Some((services, _)) => services.iter().any(|(n, ns)| names(n, Some(ns))),
+            None => false,
+        },
+        // Nothing can be told of it: see `cannot_evaluate`.
+        ClusterKind::Unreadable => false,
+    }
+}
+
+/// This workload's Services, and whether they are the cluster's own list (`true`) or only the
+/// node metadata's canonical name (`false`, which need not be its Service's name).
+fn workload_services(info: &mut dyn RouteInfo) -> Option<(Vec<(String, String)>, bool)> {
+    match info.cluster_services() {
+        Some(list) if !list.is_empty() => Some((list, true)),
+        _ => info.local_service().map(|one| (vec![one], false)),
+    }
 }
 
 /// True when `policy` selects the request.
-pub fn selects(policy: &Policy, info: &mut dyn RouteInfo) -> bool {
+pub fn selects(policy: &Policy, istio: bool, info: &mut dyn RouteInfo) -> bool {
     let by_routes = |info: &mut dyn RouteInfo| match &policy.routes {
         Some(list) => list.iter().any(|s| route_selector_matches(s, info)),
         None => false,
     };
     let by_destinations = |info: &mut dyn RouteInfo| match &policy.destinations {
-        Some(list) => list.iter().any(|s| destination_selector_matches(s, info)),
+        Some(list) => list
+            .iter()
+            .any(|s| destination_selector_matches(s, istio, info)),
         None => false,
     };
     match (&policy.routes, &policy.destinations) {
@@ -216,13 +240,13 @@ pub fn cannot_evaluate(
     if !route_names && !destinations {
         return None;
     }
-    let kind = parse_cluster_name(info.cluster_name()?).kind;
+    let kind = parse_cluster_name(info.cluster_name()?, istio).kind;
     match kind {
         ClusterKind::Service | ClusterKind::Plain => None,
         ClusterKind::Unreadable if destinations => Some(
-            "a destination selector on an upstream cluster whose name this filter does not read \
-             (Istio's outbound|, inbound|, inbound-vip| and InboundPassthroughCluster names are \
-             read; this one tells no Service)",
+            "a destination selector on an upstream cluster that names no Service this filter can \
+             read (Istio's outbound|, inbound|, inbound-vip| and InboundPassthroughCluster names \
+             are read; PassthroughCluster and other forms are not)",
         ),
         ClusterKind::Unreadable => None,
         ClusterKind::Workload if route_names => Some(
@@ -231,26 +255,46 @@ pub fn cannot_evaluate(
              match CLIENT) and in gateways",
         ),
         ClusterKind::Workload => {
-            let Some((name, namespace)) = info.local_service() else {
+            let Some((services, listed)) = workload_services(info) else {
                 return Some(
-                    "a destination selector on an Istio inbound cluster, but the node metadata \
-                     names no Service for this workload (LABELS app or \
-                     service.istio.io/canonical-name, and NAMESPACE)",
+                    "a destination selector on an Istio inbound cluster, but neither the \
+                     cluster's metadata (istio.services) nor the node metadata (LABELS app or \
+                     service.istio.io/canonical-name, and NAMESPACE) names this workload's Service",
                 );
             };
-            // A port selector for another workload (its name or namespace not this one's) was
-            // not meant for this request whatever its port: only one for this workload is in
-            // doubt.
-            let ported_here = policy.destinations.iter().flatten().any(|d| {
-                d.port.is_some()
-                    && d.name.as_ref().is_none_or(|n| *n == name)
-                    && d.namespace.as_ref().is_none_or(|ns| *ns == namespace)
-            });
-            ported_here.then_some(
-                "a destination port on an Istio inbound cluster, which carries the workload's \
-                 target port (or none: a port the Service does not declare), not the Service \
-                 port the policy names: select by name and namespace",
-            )
+            // A selector for this workload: its name among the Services (or none), its
+            // namespace theirs (or none). A port selector for another workload was not meant
+            // for this request whatever its port: only one for this workload is in doubt.
+            let here = |d: &DestinationSelector| {
+                services.iter().any(|(name, namespace)| {
+                    d.name.as_ref().is_none_or(|n| n == name)
+                        && d.namespace.as_ref().is_none_or(|ns| ns == namespace)
+                })
+            };
+            let in_namespace = |d: &DestinationSelector| {
+                d.namespace
+                    .as_ref()
+                    .is_none_or(|ns| services.iter().any(|(_, namespace)| ns == namespace))
+            };
+            let selectors = || policy.destinations.iter().flatten().filter(|d| specific(d));
+            if selectors().any(|d| d.port.is_some() && here(d)) {
+                Some(
+                    "a destination port on an Istio inbound cluster, which carries the \
+                     workload's target port (or none: a port the Service does not declare), not \
+                     the Service port the policy names: select by name and namespace",
+                )
+            } else if !listed && selectors().any(|d| d.name.is_some() && in_namespace(d)) {
+                // Only the pod's canonical name is known, and a Service of another name in its
+                // namespace may be this workload's (a chart's `web-nginx` in front of pods
+                // named `nginx`).
+                Some(
+                    "a destination selector naming a Service in this workload's namespace, but \
+                     the inbound cluster lists no Services (istio.services) and the node \
+                     metadata's canonical name need not be the Service's",
+                )
+            } else {
+                None
+            }
         }
     }
 }
@@ -280,7 +324,7 @@ pub fn oldest_selecting(
     info: &mut dyn RouteInfo,
 ) -> Result<Option<usize>, Unevaluable> {
     for (i, p) in config.policies.iter().enumerate() {
-        if selects(p, info) {
+        if selects(p, config.settings.istio, info) {
             return Ok(Some(i));
         }
         // A dry-run policy never denies: whether it was meant to govern does not matter (a
@@ -292,6 +336,104 @@ pub fn oldest_selecting(
         }
     }
     Ok(None)
+}
+
+/// The Services Istio lists on a cluster: `(name, namespace)` of each entry of
+/// `filter_metadata.istio.services` in the cluster's metadata as the host serializes it (an
+/// `envoy.config.core.v3.Metadata` message: protobuf wire format). `None` when malformed or
+/// when there is no such list. Bounded by the input: every length is checked, nesting is fixed.
+pub fn decode_istio_services(metadata: &[u8]) -> Option<Vec<(String, String)>> {
+    // Metadata.filter_metadata (1): map entries {key (1), Struct (2)}.
+    let istio = map_entry(metadata, 1, "istio")??;
+    // Struct.fields (1): map entries {key (1), Value (2)}.
+    let services = map_entry(istio, 1, "services")??;
+    // Value.list_value (6) → ListValue.values (1) → Value.struct_value (5) → Struct.fields.
+    let list = field(services, 6)?.unwrap_or_default();
+    let mut out = Vec::new();
+    for item in fields(list)? {
+        let (1, Some(value)) = item else { continue };
+        let Some(entry) = field(value, 5)? else {
+            continue;
+        };
+        let text = |key| -> Option<Option<String>> {
+            let Some(v) = map_entry(entry, 1, key)? else {
+                return Some(None);
+            };
+            // Value.string_value (3).
+            Some(field(v, 3)?.and_then(|b| String::from_utf8(b.to_vec()).ok()))
+        };
+        if let (Some(name), Some(namespace)) = (text("name")?, text("namespace")?) {
+            out.push((name, namespace));
+        }
+    }
+    Some(out)
+}
+
+/// One protobuf field: its number, and its bytes when it is length-delimited.
+type Field<'a> = (u64, Option<&'a [u8]>);
+
+/// The protobuf fields of `msg` as `(number, Some(bytes))` for length-delimited ones and
+/// `(number, None)` for others; `None` when malformed.
+fn fields(mut msg: &[u8]) -> Option<Vec<Field<'_>>> {
+    fn varint(b: &mut &[u8]) -> Option<u64> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&byte, rest) = b.split_first()?;
+            *b = rest;
+            v |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Some(v);
+            }
+        }
+        None
+    }
+    let mut out = Vec::new();
+    while !msg.is_empty() {
+        let tag = varint(&mut msg)?;
+        let skip = match tag & 7 {
+            0 => {
+                varint(&mut msg)?;
+                0
+            }
+            1 => 8,
+            5 => 4,
+            2 => {
+                let len = usize::try_from(varint(&mut msg)?).ok()?;
+                let (bytes, rest) = (msg.get(..len)?, msg.get(len..)?);
+                out.push((tag >> 3, Some(bytes)));
+                msg = rest;
+                continue;
+            }
+            _ => return None,
+        };
+        msg = msg.get(skip..)?;
+        out.push((tag >> 3, None));
+    }
+    Some(out)
+}
+
+/// The last length-delimited field `number` of `msg` (protobuf: the last one wins).
+fn field(msg: &[u8], number: u64) -> Option<Option<&[u8]>> {
+    Some(
+        fields(msg)?
+            .into_iter()
+            .filter_map(|(n, b)| (n == number).then_some(b).flatten())
+            .next_back(),
+    )
+}
+
+/// The value (2) of the map entry (field `number`: {key (1), value (2)}) whose key is `key`.
+fn map_entry<'a>(msg: &'a [u8], number: u64, key: &str) -> Option<Option<&'a [u8]>> {
+    let mut found = None;
+    for (n, entry) in fields(msg)? {
+        let (true, Some(entry)) = (n == number, entry) else {
+            continue;
+        };
+        if field(entry, 1)? == Some(key.as_bytes()) {
+            found = Some(field(entry, 2)?.unwrap_or_default());
+        }
+    }
+    Some(found)
 }
 
 /// Decodes a proxy-wasm pairs map (`u32` count, `u32` sizes, NUL-terminated keys and values),
@@ -333,6 +475,7 @@ mod tests {
         name: Option<String>,
         cluster: Option<String>,
         local: Option<(String, String)>,
+        services: Option<Vec<(String, String)>>,
         reads: Vec<&'static str>,
     }
 
@@ -355,6 +498,9 @@ mod tests {
         }
         fn local_service(&mut self) -> Option<(String, String)> {
             self.local.clone()
+        }
+        fn cluster_services(&mut self) -> Option<Vec<(String, String)>> {
+            self.services.clone()
         }
     }
 
@@ -488,7 +634,7 @@ mod tests {
             if let Some(p) = port {
                 d["port"] = json!({"number": p});
             }
-            config_of(vec![resource(
+            istio_config(vec![resource(
                 "httpbin",
                 "2024-01-01T00:00:00Z",
                 json!({"applyToDestinations": [d]}),
@@ -516,11 +662,12 @@ mod tests {
             "inbound-pod|8080||10.0.0.5",
             "outbound|http||httpbin.httpbin.svc.cluster.local",
             "a|b",
+            "PassthroughCluster",
         ] {
             let e = governing(&named, &mut at_cluster(cluster, None)).unwrap_err();
-            assert!(e.why.contains("does not read"), "{cluster}: {}", e.why);
+            assert!(e.why.contains("names no Service"), "{cluster}: {}", e.why);
         }
-        let everything = config_of(vec![resource(
+        let everything = istio_config(vec![resource(
             "all",
             "2024-01-01T00:00:00Z",
             json!({"applyToDestinations": [{}]}),
@@ -533,7 +680,7 @@ mod tests {
             Ok(Some(0))
         );
         // A ServiceEntry's host is no Service `api` in the namespace `example`.
-        let api = config_of(vec![resource(
+        let api = istio_config(vec![resource(
             "api",
             "2024-01-01T00:00:00Z",
             json!({"applyToDestinations": [{"selector": {"name": "api", "namespace": "example"}}]}),
@@ -792,7 +939,7 @@ mod tests {
             .is_none()
         );
         assert_eq!(
-            parse_cluster_name("outbound|80||a.b.svc.cluster.local"),
+            parse_cluster_name("outbound|80||a.b.svc.cluster.local", false),
             Destination {
                 name: "a".into(),
                 namespace: Some("b".into()),
@@ -839,5 +986,255 @@ mod tests {
             let _ = decode_pairs(&b[..cut]);
         }
         assert_eq!(decode_pairs(&[0xff, 0xff, 0xff, 0xff]), None);
+    }
+
+    /// What Envoy 1.40's `get_property(["xds", "cluster_metadata"])` gave for a cluster with
+    /// `filter_metadata.istio.services` of two entries (`scripts`: the vm-bench `property` op).
+    const ENVOY_CLUSTER_METADATA: &str = "0ac5010a05697374696f12bb010ab8010a08736572766963657312ab0132a8010a562a540a130a046e616d65120b1a097765622d6e67696e780a120a096e616d65737061636512051a037765620a290a04686f737412211a1f7765622d6e67696e782e7765622e7376632e636c75737465722e6c6f63616c0a4e2a4c0a250a04686f7374121d1a1b6f746865722e7765622e7376632e636c75737465722e6c6f63616c0a0f0a046e616d6512071a056f746865720a120a096e616d65737061636512051a03776562";
+
+    fn unhex(h: &str) -> Vec<u8> {
+        (0..h.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn istio_services_decode_from_the_cluster_metadata_envoy_gives() {
+        let b = unhex(ENVOY_CLUSTER_METADATA);
+        assert_eq!(
+            decode_istio_services(&b),
+            Some(vec![
+                ("web-nginx".into(), "web".into()),
+                ("other".into(), "web".into())
+            ])
+        );
+        // No `istio` entry, or an empty message: no list.
+        assert_eq!(decode_istio_services(&[]), None);
+        // Every truncation and every one-byte change decodes or fails, never panics.
+        for cut in 0..b.len() {
+            let _ = decode_istio_services(&b[..cut]);
+        }
+        for i in 0..b.len() {
+            for v in [0x00, 0x7f, 0x80, 0xff] {
+                let mut m = b.clone();
+                m[i] = v;
+                let _ = decode_istio_services(&m);
+            }
+        }
+    }
+
+    #[test]
+    fn the_inbound_clusters_own_service_list_decides_and_only_the_canonical_name_is_in_doubt() {
+        let web = istio_config(vec![destination_policy(
+            "web",
+            "2024-01-01T00:00:00Z",
+            json!({"selector": {"name": "web-nginx", "namespace": "web"}}),
+            false,
+        )]);
+        let at = |services: Option<Vec<(&str, &str)>>| {
+            let mut info = at_cluster("inbound|8080||", Some("default"));
+            info.local = Some(("nginx".into(), "web".into()));
+            info.services = services.map(|l| {
+                l.into_iter()
+                    .map(|(n, ns)| (n.to_owned(), ns.to_owned()))
+                    .collect()
+            });
+            info
+        };
+        // The cluster lists the workload's Services: the policy's is one of them.
+        let listed = Some(vec![("web-nginx", "web"), ("web-admin", "web")]);
+        assert_eq!(governing(&web, &mut at(listed)), Ok(Some(0)));
+        // It lists others only: not this policy's workload, not in doubt.
+        assert_eq!(
+            governing(&web, &mut at(Some(vec![("nginx", "web")]))),
+            Ok(None)
+        );
+        // No list (or an empty one): the canonical name `nginx` may not be the Service's name.
+        for none in [None, Some(vec![])] {
+            let e = governing(&web, &mut at(none)).unwrap_err();
+            assert!(e.why.contains("canonical name"), "{}", e.why);
+        }
+        // Another namespace's Service is not this workload's, whatever the list.
+        let other = istio_config(vec![destination_policy(
+            "other",
+            "2024-01-01T00:00:00Z",
+            json!({"selector": {"name": "web-nginx", "namespace": "shop"}}),
+            false,
+        )]);
+        assert_eq!(governing(&other, &mut at(None)), Ok(None));
+    }
+
+    // ---- review 6 ----
+
+    fn istio_config(policies: Vec<Value>) -> Config {
+        config::parse_on(
+            json!({"policies": policies}).to_string().as_bytes(),
+            config::Proxy::Istio,
+        )
+        .unwrap()
+    }
+
+    fn destination_policy(name: &str, created: &str, dest: Value, lenient: bool) -> Value {
+        let mut config =
+            json!({"providers": {"p": {"local": {"inline": crate::testkit::pem("ec256")}}}});
+        if lenient {
+            config["validationPolicy"] = json!("ALLOW_MISSING_OR_FAILED");
+        }
+        resource(
+            name,
+            created,
+            json!({"applyToDestinations": [dest], "config": config}),
+        )
+    }
+
+    /// Review 6, finding 1. In a caller's sidecar (WasmPlugin match CLIENT) a request whose
+    /// Host matches no virtual host of the port's route configuration takes Istio's `allow_any`
+    /// route to `PassthroughCluster` (outboundTrafficPolicy ALLOW_ANY, the default), and goes
+    /// to the original destination: the Service's ClusterIP, or a pod IP. The cluster name
+    /// tells no Service, yet it is read as a plain name, so a destination policy for httpbin
+    /// does not govern it and it passes untouched, client claim headers kept.
+    #[test]
+    fn review6_passthrough_cluster_on_istio_is_not_a_plain_destination() {
+        let c = istio_config(vec![destination_policy(
+            "httpbin",
+            "2024-01-01T00:00:00Z",
+            json!({"selector": {"name": "httpbin", "namespace": "httpbin"}}),
+            false,
+        )]);
+        let mut info = at_cluster("PassthroughCluster", Some("allow_any"));
+        let g = governing(&c, &mut info);
+        assert_ne!(
+            g,
+            Ok(None),
+            "a request that may be for httpbin passed untouched"
+        );
+    }
+
+    /// Review 6, finding 2. On a sidecar's inbound side the workload's "Service" is its pod's
+    /// `service.istio.io/canonical-name` (injected from `app.kubernetes.io/name`, `app`, or
+    /// the Deployment's name), not the Kubernetes Service's name. A chart's Service
+    /// `web-nginx` in front of pods labelled `app.kubernetes.io/name: nginx`, and a policy
+    /// naming the Service (as it must for the callers' outbound clusters): every request into
+    /// the workload passes untouched, no 500.
+    #[test]
+    fn review6_inbound_service_name_is_not_the_canonical_name() {
+        let c = istio_config(vec![destination_policy(
+            "web",
+            "2024-01-01T00:00:00Z",
+            json!({"selector": {"name": "web-nginx", "namespace": "web"}}),
+            false,
+        )]);
+        // The callers' side: governed.
+        let out = "outbound|80||web-nginx.web.svc.cluster.local";
+        assert_eq!(governing(&c, &mut at_cluster(out, None)), Ok(Some(0)));
+        // The workload's own inbound side (same namespace, another name): untouched.
+        let mut info = at_cluster("inbound|8080||", Some("default"));
+        info.local = Some(("nginx".into(), "web".into()));
+        assert_ne!(
+            governing(&c, &mut info),
+            Ok(None),
+            "a request into the Service web-nginx passed untouched on its own sidecar"
+        );
+    }
+
+    /// Review 6, finding 3. `port.name`, `selector.cluster` and `selector.workspace` were
+    /// accepted and ignored ("ignoring them only widens what is governed"), but widening an
+    /// OLDER policy makes it govern requests a younger, stricter policy was meant to govern
+    /// (only the oldest applies): here the older, lenient policy for httpbin's `metrics` port
+    /// only, read as "all of httpbin", took the `http` port from the strict one. Now each is
+    /// refused with its path, on every proxy (a route's `cluster`/`workspace` too).
+    #[test]
+    fn review6_ignored_selector_fields_widen_an_older_lenient_policy_over_a_strict_one() {
+        for (narrowing, path) in [
+            (
+                json!({"selector": {"name": "httpbin", "namespace": "httpbin"}, "port": {"name": "metrics"}}),
+                "port.name",
+            ),
+            (
+                json!({"selector": {"name": "httpbin", "namespace": "httpbin", "cluster": "other-cluster"}}),
+                "selector.cluster",
+            ),
+            (
+                json!({"selector": {"name": "httpbin", "namespace": "httpbin", "workspace": "other-ws"}}),
+                "selector.workspace",
+            ),
+        ] {
+            let policies = vec![
+                destination_policy("metrics", "2023-01-01T00:00:00Z", narrowing.clone(), true),
+                destination_policy(
+                    "strict",
+                    "2024-01-01T00:00:00Z",
+                    json!({"selector": {"name": "httpbin", "namespace": "httpbin"}}),
+                    false,
+                ),
+            ];
+            for proxy in [config::Proxy::Istio, config::Proxy::Envoy] {
+                let e =
+                    config::parse_on(json!({"policies": policies}).to_string().as_bytes(), proxy)
+                        .unwrap_err();
+                assert_eq!(
+                    e.path,
+                    format!("policies[0].spec.applyToDestinations[0].{path}")
+                );
+            }
+        }
+        for key in ["cluster", "workspace"] {
+            let route = resource(
+                "r",
+                "2023-01-01T00:00:00Z",
+                json!({"applyToRoutes": [{"route": {"name": "a", key: "x"}}]}),
+            );
+            let e = config::parse_on(
+                json!({"policies": [route]}).to_string().as_bytes(),
+                config::Proxy::Envoy,
+            )
+            .unwrap_err();
+            assert_eq!(
+                e.path,
+                format!("policies[0].spec.applyToRoutes[0].route.{key}")
+            );
+        }
+    }
+
+    /// Review 6, finding 4 (wrong refusal). On a plain Envoy, a cluster whose name holds `|`
+    /// (Open Service Mesh names them `NAMESPACE/SERVICE|PORT`) used to be matched by name; it
+    /// is now "unreadable": a policy naming it exactly no longer selects it, and every request
+    /// to it gets a 500.
+    #[test]
+    fn review6_plain_envoy_cluster_names_with_a_bar_still_select_by_name() {
+        let cluster = "bookstore/bookstore-v1|14001";
+        let c = config_of(vec![destination_policy(
+            "osm",
+            "2024-01-01T00:00:00Z",
+            json!({"selector": {"name": cluster}}),
+            false,
+        )]);
+        assert_eq!(governing(&c, &mut at_cluster(cluster, None)), Ok(Some(0)));
+    }
+
+    /// Review 6, finding 7 (minor). Kubernetes Service and namespace names are lower-case DNS
+    /// labels and Istio's cluster names carry them so; a selector written `HttpBin` can never
+    /// match one, and the configuration loads: the policy silently selects nothing.
+    #[test]
+    fn review6_a_destination_name_no_istio_cluster_can_carry_is_refused() {
+        let policy = destination_policy(
+            "upper",
+            "2024-01-01T00:00:00Z",
+            json!({"selector": {"name": "HttpBin", "namespace": "httpbin"}}),
+            false,
+        );
+        let loaded = config::parse_on(
+            json!({"policies": [policy]}).to_string().as_bytes(),
+            config::Proxy::Istio,
+        );
+        if let Ok(c) = loaded {
+            let out = "outbound|8000||httpbin.httpbin.svc.cluster.local";
+            assert_ne!(
+                governing(&c, &mut at_cluster(out, None)),
+                Ok(None),
+                "loaded, and selects nothing"
+            );
+        }
     }
 }

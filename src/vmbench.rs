@@ -219,6 +219,20 @@ impl HttpContext for HostcallTimer {
                     ]);
                 }
                 "route-name" => sink += property_len(&["xds", "route_name"]),
+                // A property's bytes as the host gives them (`x-bench-path`: dot-separated),
+                // hex in the answer: what a new property read must decode.
+                "property" => {
+                    let path = self
+                        .get_http_request_header("x-bench-path")
+                        .unwrap_or_default();
+                    let bytes = hostcalls::get_property(path.split('.').collect())
+                        .ok()
+                        .flatten()
+                        .unwrap_or_default();
+                    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+                    self.send_http_response(200, vec![], Some(hex.as_bytes()));
+                    return Action::Pause;
+                }
                 _ => {}
             }
         }

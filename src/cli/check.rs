@@ -227,6 +227,20 @@ fn wasmplugin_errors(doc: &Value) -> Vec<ConfigError> {
         .pointer("/spec/match")
         .and_then(Value::as_array)
         .is_some_and(|m| !m.is_empty() && m.iter().all(|x| x["mode"] == "CLIENT"));
+    // An ingress or egress gateway (`istio: …gateway`) has CLIENT listeners only. (A Gateway
+    // API gateway's `gateway-name` label is also a waypoint's, whose listeners are SERVER.)
+    let modes: Vec<&str> = doc
+        .pointer("/spec/match")
+        .and_then(Value::as_array)
+        .map(|m| {
+            m.iter()
+                .map(|x| x["mode"].as_str().unwrap_or("UNDEFINED"))
+                .collect()
+        })
+        .unwrap_or_default();
+    if istio_gateway_label(doc) && !modes.is_empty() && modes.iter().all(|m| *m == "SERVER") {
+        push("spec.match", super::render::GATEWAY_SERVER.to_owned());
+    }
     if !client_only
         && !targets_a_gateway(doc)
         && let Some(p) = policies.iter().find(|p| p.names_routes())
@@ -255,16 +269,25 @@ fn targets_a_gateway(doc: &Value) -> bool {
                 .into_iter()
                 .flatten(),
         );
-    let labels = doc
-        .pointer("/spec/selector/matchLabels")
-        .and_then(Value::as_object);
-    refs.into_iter().any(|r| r["kind"] == "Gateway")
-        || labels.is_some_and(|l| {
-            l.contains_key("gateway.networking.k8s.io/gateway-name")
-                || l.get("istio")
-                    .and_then(Value::as_str)
-                    .is_some_and(|v| v.ends_with("gateway"))
-        })
+    refs.into_iter().any(|r| r["kind"] == "Gateway") || labels_a_gateway(doc)
+}
+
+/// The WasmPlugin's selector picks a gateway (or an ambient waypoint: Gateway API gateways
+/// and waypoints both carry `gateway-name`) by the labels Istio's carry.
+fn labels_a_gateway(doc: &Value) -> bool {
+    let labels = || {
+        doc.pointer("/spec/selector/matchLabels")
+            .and_then(Value::as_object)
+    };
+    istio_gateway_label(doc)
+        || labels().is_some_and(|l| l.contains_key("gateway.networking.k8s.io/gateway-name"))
+}
+
+/// The selector's `istio: …gateway` label: Istio's own ingress or egress gateway.
+fn istio_gateway_label(doc: &Value) -> bool {
+    doc.pointer("/spec/selector/matchLabels/istio")
+        .and_then(Value::as_str)
+        .is_some_and(|v| v.ends_with("gateway"))
 }
 
 #[cfg(test)]

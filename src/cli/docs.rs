@@ -68,7 +68,45 @@ pub(crate) fn load(path: &str) -> Result<Vec<Value>, String> {
     }
     let docs =
         YamlLoader::load_from_str(&text).map_err(|e| format!("{path}: not YAML or JSON: {e}"))?;
+    for doc in &docs {
+        merge_key(doc, "").map_or(Ok(()), |at| {
+            Err(format!(
+                "{path}: {at}: a YAML merge key `<<`, which Kubernetes applies (YAML 1.1) and \
+                 this command would read as a plain key: what it checks would not be what runs; \
+                 write the merged members out"
+            ))
+        })?;
+    }
     Ok(docs.iter().map(to_json).filter(|d| !d.is_null()).collect())
+}
+
+/// Where the first `<<` key is (a JSON-path-like location), if any.
+fn merge_key(y: &Yaml, at: &str) -> Option<String> {
+    match y {
+        Yaml::Hash(h) => h.iter().find_map(|(k, v)| {
+            let key = k.as_str().unwrap_or_default();
+            if key == "<<" {
+                return Some(if at.is_empty() {
+                    "<<".into()
+                } else {
+                    format!("{at}.<<")
+                });
+            }
+            merge_key(
+                v,
+                &if at.is_empty() {
+                    key.to_owned()
+                } else {
+                    format!("{at}.{key}")
+                },
+            )
+        }),
+        Yaml::Array(a) => a
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| merge_key(v, &format!("{at}[{i}]"))),
+        _ => None,
+    }
 }
 
 pub(crate) fn kind(doc: &Value) -> &str {

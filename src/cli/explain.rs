@@ -58,6 +58,9 @@ impl RouteInfo for FlagRoute {
     fn local_service(&mut self) -> Option<(String, String)> {
         None
     }
+    fn cluster_services(&mut self) -> Option<Vec<(String, String)>> {
+        None
+    }
 }
 
 /// The policies of the files: a WasmPlugin's `pluginConfig` (for an Istio proxy), or every
@@ -253,7 +256,7 @@ pub(crate) fn explain(args: &[String], out: &mut String) -> Result<bool, String>
     let mut governing = None;
     let mut unevaluable = None;
     for (i, p) in config.policies.iter().enumerate() {
-        let selects = select::selects(p, &mut route);
+        let selects = select::selects(p, config.settings.istio, &mut route);
         if !selects && governing.is_none() && unevaluable.is_none() {
             unevaluable = select::cannot_evaluate(p, config.settings.istio, &mut route)
                 .map(|why| (p.name.clone(), why));
@@ -270,7 +273,8 @@ pub(crate) fn explain(args: &[String], out: &mut String) -> Result<bool, String>
                 ));
             }
             for (j, sel) in p.destinations.iter().flatten().enumerate() {
-                let m = select::destination_selector_matches(sel, &mut route);
+                let m =
+                    select::destination_selector_matches(sel, config.settings.istio, &mut route);
                 parts.push(format!(
                     "applyToDestinations[{j}] {}",
                     if m { "matches" } else { "does not match" }

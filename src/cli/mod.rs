@@ -261,4 +261,80 @@ mod tests {
         assert_eq!(run_args(&["render", "policies/dev-example.yaml"]).0, 2);
         assert_eq!(run_args(&["check"]).0, 2);
     }
+
+    // ---- review 6 ----
+
+    /// Review 6, finding 5. Istio installs a WasmPlugin in a gateway only when its `match`
+    /// is CLIENT, CLIENT_AND_SERVER or unset (`workloadModeForListenerClass`: a gateway's
+    /// listeners are of mode CLIENT; a waypoint's are SERVER). `render --istio --gateway
+    /// --mode SERVER` writes `match: [{mode: SERVER}]` for the gateway: the plugin is never
+    /// installed there, and every route of the gateway passes untouched.
+    #[test]
+    fn review6_render_refuses_a_gateway_plugin_that_istio_never_installs() {
+        let path = temp("review6-gw.yaml", &by_route_name());
+        let (code, out, err) =
+            run_args(&["render", "--istio", "--gateway", "--mode", "SERVER", &path]);
+        assert_ne!(
+            code, 0,
+            "rendered a gateway plugin with match SERVER:\n{out}{err}"
+        );
+    }
+
+    /// Review 6, finding 5 (check). The same WasmPlugin, written by hand, is approved.
+    #[test]
+    fn review6_check_refuses_a_gateway_plugin_matching_server() {
+        let policy = std::fs::read_to_string("policies/dev-example.json").unwrap();
+        let policy: Value = serde_json::from_str(&policy).unwrap();
+        let mut policy = policy;
+        policy["spec"]["applyToRoutes"] =
+            serde_json::json!([{"route": {"name": "httpbin-ingress"}}]);
+        let plugin = serde_json::json!({
+            "apiVersion": "extensions.istio.io/v1alpha1", "kind": "WasmPlugin",
+            "metadata": {"name": "jwt-policy-ingress", "namespace": "istio-system"},
+            "spec": {"selector": {"matchLabels": {"istio": "ingressgateway"}},
+                "url": "oci://x", "phase": "AUTHZ", "failStrategy": "FAIL_CLOSE",
+                "match": [{"mode": "SERVER"}],
+                "pluginConfig": {"policies": [policy], "settings": {"phase": "preAuthz"}}}
+        });
+        let (code, out, _) = run_args(&["check", &temp("review6-gw.json", &plugin.to_string())]);
+        assert_eq!(
+            code, 1,
+            "approved a gateway plugin Istio never installs: {out}"
+        );
+    }
+
+    /// Review 6, finding 6. YAML 1.1 merge keys (`<<`), which Kubernetes' YAML reader
+    /// (sigs.k8s.io/yaml, go-yaml v2) applies, are a plain key `<<` to the CLI; in
+    /// `metadata`, where unknown keys are ignored, `check` reads an enforcing policy while
+    /// the filter Istio configures from the same file runs it as a dry run (never denies).
+    #[test]
+    fn review6_check_does_not_ignore_a_yaml_merge_key() {
+        let policy = std::fs::read_to_string("policies/dev-example.json").unwrap();
+        let mut policy: Value = serde_json::from_str(&policy).unwrap();
+        policy["spec"]["applyToRoutes"] = serde_json::json!([{"route": {"name": "httpbin-mesh"}}]);
+        let spec = serde_json::to_string(&policy["spec"]).unwrap();
+        let yaml = format!(
+            "x-meta: &meta\n  annotations:\n    jwt-policy/dry-run: \"true\"\n\
+             apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\n\
+             metadata: {{name: p, namespace: istio-system}}\n\
+             spec:\n  url: oci://x\n  phase: AUTHZ\n  failStrategy: FAIL_CLOSE\n  match: [{{mode: CLIENT}}]\n\
+             \x20 pluginConfig:\n    policies:\n    - kind: JWTPolicy\n      metadata:\n        <<: *meta\n        name: p\n\
+             \x20     spec: {spec}\n    settings: {{phase: preAuthz}}\n"
+        );
+        let path = temp("review6-merge.yaml", &yaml);
+        let e = super::docs::load(&path).unwrap_err();
+        assert!(
+            e.contains("spec.pluginConfig.policies[0].metadata.<<: a YAML merge key"),
+            "{e}"
+        );
+        let (code, out, err) = run_args(&["check", &path]);
+        assert_ne!(
+            code, 0,
+            "check approved a policy Kubernetes reads as a dry run while the CLI reads it as enforced: {out}"
+        );
+        assert!(
+            out.contains("merge key") || err.contains("merge key"),
+            "{out}{err}"
+        );
+    }
 }

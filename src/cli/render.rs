@@ -75,6 +75,12 @@ pub(crate) fn selecting_route_names(policies: &[Value]) -> Result<Option<String>
 /// A sidecar's inbound side (`match` SERVER, or no match: both sides) has only Istio's own
 /// routes, never the VirtualService's named ones: the filter refuses every request there that
 /// such a policy may govern.
+/// Istio installs a WasmPlugin in an ingress gateway only for the modes its listeners have
+/// (`CLIENT`): one that matches `SERVER` alone is never installed there (review 6).
+pub(crate) const GATEWAY_SERVER: &str = "a gateway's listeners are CLIENT to Istio: a WasmPlugin \
+     that matches mode SERVER alone is never installed there, and every route of the gateway \
+     would pass unauthenticated; use mode CLIENT or UNDEFINED (the default for --gateway)";
+
 pub(crate) fn route_names_on_inbound(policy: &str, mode: &str) -> String {
     format!(
         "policy {policy} selects routes by name, which exist only in the clients' sidecars and \
@@ -108,6 +114,9 @@ pub(crate) fn render_istio(policies: &[Value], f: &Flags) -> Result<Vec<Value>, 
         .unwrap_or(if gateway { "UNDEFINED" } else { "SERVER" });
     if !["SERVER", "CLIENT", "UNDEFINED"].contains(&mode) {
         return Err(format!("--mode {mode}: want SERVER, CLIENT or UNDEFINED"));
+    }
+    if gateway && mode == "SERVER" {
+        return Err(GATEWAY_SERVER.into());
     }
     if !gateway
         && mode != "CLIENT"

@@ -168,8 +168,14 @@ def istio_bootstrap(http_filters: list[dict], *, node: dict, route_config: dict,
     }
 
 
-def echo_cluster(name: str) -> dict:
-    return harness.static_cluster(name, harness.upstream_port())
+def echo_cluster(name: str, services: list[tuple[str, str]] | None = None) -> dict:
+    """A cluster to the echo upstream; ``services``: the `(name, namespace)` Services Istio lists
+    in its metadata (`filter_metadata.istio.services`, as on every inbound cluster)."""
+    cluster = harness.static_cluster(name, harness.upstream_port())
+    if services:
+        cluster["metadata"] = {"filter_metadata": {"istio": {"services": [
+            {"host": f"{n}.{ns}.svc.cluster.local", "name": n, "namespace": ns} for n, ns in services]}}}
+    return cluster
 
 
 def vs_routes(vs: dict) -> list[dict]:
@@ -370,16 +376,58 @@ def test_sidecar_append_false_makes_claim_headers_safe_for_authorization(upstrea
 UNEVALUABLE = (500, "jwt policy filter: a policy's selector cannot be evaluated on this proxy")
 
 
-def inbound_sidecar(tmp_path, plugin: dict, name: str, node: dict | None = None):
+def inbound_sidecar(tmp_path, plugin: dict, name: str, node: dict | None = None,
+                    services: list[tuple[str, str]] | None = None, cluster: str = "inbound|8080||"):
     """A workload's inbound side (httpbin's unless ``node`` says), as Istio builds it: the Service
-    port 8000 in the vhost's name only, the workload's target port 8080 in the cluster's, and
-    Istio's own route `default`."""
+    port 8000 in the vhost's name only, the workload's target port 8080 in the cluster's (and its
+    Services in the cluster's metadata: ``services``, by default the node's app), and Istio's own
+    route `default`."""
     wasm_filter, _ = write_ecds(tmp_path, plugin)
-    route_config = {"name": "inbound|8080||", "virtual_hosts": [{"name": "inbound|http|8000", "domains": ["*"],
-                    "routes": [{"name": "default", "match": {"prefix": "/"}, "route": {"cluster": "inbound|8080||"}}]}]}
-    bootstrap = istio_bootstrap([wasm_filter], node=node or istio_node("httpbin", "httpbin"),
-                                route_config=route_config, clusters=[echo_cluster("inbound|8080||")])
+    node = node or istio_node("httpbin", "httpbin")
+    if services is None:
+        services = [(node["metadata"]["LABELS"]["app"], node["metadata"]["NAMESPACE"])]
+    route_config = {"name": cluster, "virtual_hosts": [{"name": "inbound|http|8000", "domains": ["*"],
+                    "routes": [{"name": "default", "match": {"prefix": "/"}, "route": {"cluster": cluster}}]}]}
+    bootstrap = istio_bootstrap([wasm_filter], node=node, route_config=route_config,
+                                clusters=[echo_cluster(cluster, services)])
     return harness.boot(None, bootstrap=bootstrap, name=name)
+
+
+@pytest.mark.parametrize("services, expected", [
+    ([("web-nginx", "web")], (401, MISSING)),      # the cluster lists the Service: governed
+    ([("nginx", "web")], (200, None)),              # it lists others only: not this policy's
+    ([], UNEVALUABLE),                              # no list: the canonical name is no proof
+])
+def test_the_inbound_clusters_service_list_names_the_workload(upstream, tmp_path, services, expected):
+    """A chart's Service `web-nginx` in front of pods whose canonical name is `nginx` (review 6):
+    the node metadata names the pod, not the Service, so a destination policy for `web-nginx`
+    once selected nothing in the workload's own sidecar and every request passed untouched.
+    Istio lists the workload's Services on each inbound cluster (`istio.services`); the filter
+    reads that list, and without it a Service of this namespace named otherwise is in doubt."""
+    plugin = copy.deepcopy(resource("wasmplugin-sidecar.yaml", "WasmPlugin"))
+    plugin["spec"]["pluginConfig"]["policies"][0]["spec"]["applyToDestinations"] = [
+        {"selector": {"name": "web-nginx", "namespace": "web"}}]
+    tag = "-".join(n for n, _ in services) or "none"
+    with inbound_sidecar(tmp_path, plugin, f"istio-inbound-svc-{tag}", istio_node("web", "nginx"),
+                         services=services) as envoy:
+        resp = envoy.get("/get", host=MESH_HOST, headers={"x-org": "admin-org"})
+        if expected[0] == 200:
+            assert assert_passed(resp).header("X-Org") == ["admin-org"]
+        else:
+            assert (resp.status, resp.body) == expected, resp
+
+
+def test_a_callers_passthrough_request_under_a_destination_policy_is_refused(upstream, tmp_path):
+    """In a caller's sidecar a Host that no route knows goes to `PassthroughCluster`, on to the
+    address it was for, which may be httpbin's (review 6): the cluster names no Service, so a
+    destination policy for httpbin cannot tell, and the request is refused, not passed."""
+    plugin = copy.deepcopy(resource("wasmplugin-sidecar.yaml", "WasmPlugin"))
+    plugin["spec"]["pluginConfig"]["policies"][0]["spec"]["applyToDestinations"] = [
+        {"selector": {"name": "httpbin", "namespace": "httpbin"}}]
+    with inbound_sidecar(tmp_path, plugin, "istio-outbound-passthrough", istio_node("sleep", "sleep"),
+                         services=[], cluster="PassthroughCluster") as envoy:
+        resp = envoy.get("/get", host="10.96.0.12:8000", headers={"x-org": "admin-org"})
+        assert (resp.status, resp.body) == UNEVALUABLE, resp
 
 
 @pytest.mark.parametrize("app, selected", [
