@@ -256,7 +256,7 @@ fn check_token<'k>(
 
 /// Anti-spoofing: the headers the policy may set are never taken from the client. Only those
 /// the request carries are removed (each removal is a hostcall, and the view holds every header).
-fn sanitize(policy: &Policy, req: &RequestView<'_>) -> Vec<HeaderOp> {
+pub fn sanitize(policy: &Policy, req: &RequestView<'_>) -> Vec<HeaderOp> {
     policy
         .spoofable_headers
         .iter()

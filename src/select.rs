@@ -299,39 +299,72 @@ pub fn cannot_evaluate(
     }
 }
 
-/// The index of the policy this instance enforces on the request, if any: the oldest policy
-/// that selects it (`config.policies` is in age order) governs, whatever its phase or priority;
-/// an instance serving one phase (`settings.phase`) enforces it only when it is of that phase,
-/// so per-phase instances that see the same policies always agree on the governing one.
-pub fn governing(config: &Config, info: &mut dyn RouteInfo) -> Result<Option<usize>, Unevaluable> {
-    let Some(i) = oldest_selecting(config, info)? else {
-        return Ok(None);
-    };
-    let Some(policy) = config.policies.get(i) else {
-        return Ok(None);
-    };
-    Ok(config
-        .settings
-        .phase
-        .is_none_or(|phase| policy.phase == phase)
-        .then_some(i))
+/// Which policies this instance runs on a request: the one it enforces and the dry-run one it
+/// reports on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Governing {
+    /// The oldest enforcing (not dry-run) policy that selects the request, when it is of this
+    /// instance's phase.
+    pub enforce: Option<usize>,
+    /// The oldest dry-run policy that selects the request and is older than every enforcing
+    /// one that does (the one that would govern were it enforced), when it is of this
+    /// instance's phase. It never displaces the enforcing one: it is decided beside it, and
+    /// only counted and logged (a shadow, as Istio's dry-run AuthorizationPolicy), and the
+    /// claim headers it would write are removed from the request; with no enforcing policy its
+    /// decision is the request's (it never denies).
+    pub shadow: Option<usize>,
 }
 
-/// The index of the oldest policy that selects the request, whatever its phase: the one that
-/// governs it in whichever instance serves that phase.
+/// The index of the policy this instance enforces on the request, if any: the oldest enforcing
+/// policy that selects it (`config.policies` is in age order) governs, whatever its phase or
+/// priority; an instance serving one phase (`settings.phase`) enforces it only when it is of
+/// that phase, so per-phase instances that see the same policies always agree on the governing
+/// one.
+pub fn governing(config: &Config, info: &mut dyn RouteInfo) -> Result<Option<usize>, Unevaluable> {
+    Ok(governing_and_shadow(config, info)?.enforce)
+}
+
+/// [`Governing`]: the enforcing policy and the dry-run one of this instance for the request.
+pub fn governing_and_shadow(
+    config: &Config,
+    info: &mut dyn RouteInfo,
+) -> Result<Governing, Unevaluable> {
+    let enforce = oldest_selecting(config, info)?;
+    let before = enforce.unwrap_or(config.policies.len());
+    let shadow = config
+        .policies
+        .iter()
+        .take(before)
+        .position(|p| p.dry_run && selects(p, config.settings.istio, info));
+    let here = |i: Option<usize>| {
+        i.filter(|&i| {
+            config
+                .policies
+                .get(i)
+                .is_some_and(|p| config.settings.phase.is_none_or(|phase| p.phase == phase))
+        })
+    };
+    Ok(Governing {
+        enforce: here(enforce),
+        shadow: here(shadow),
+    })
+}
+
+/// The index of the oldest enforcing policy that selects the request, whatever its phase: the
+/// one that governs it in whichever instance serves that phase. Dry-run policies never govern
+/// (see [`Governing::shadow`]), and whether one was meant to does not matter either.
 pub fn oldest_selecting(
     config: &Config,
     info: &mut dyn RouteInfo,
 ) -> Result<Option<usize>, Unevaluable> {
     for (i, p) in config.policies.iter().enumerate() {
+        if p.dry_run {
+            continue;
+        }
         if selects(p, config.settings.istio, info) {
             return Ok(Some(i));
         }
-        // A dry-run policy never denies: whether it was meant to govern does not matter (a
-        // younger policy that selects the request then governs it, which is only stricter).
-        if !p.dry_run
-            && let Some(why) = cannot_evaluate(p, config.settings.istio, info)
-        {
+        if let Some(why) = cannot_evaluate(p, config.settings.istio, info) {
             return Err(Unevaluable { policy: i, why });
         }
     }
@@ -1063,6 +1096,40 @@ mod tests {
             false,
         )]);
         assert_eq!(governing(&other, &mut at(None)), Ok(None));
+    }
+
+    #[test]
+    fn a_dry_run_policy_never_displaces_an_enforcing_one() {
+        let all = |name: &str, created: &str, dry: bool| {
+            let mut r = resource(name, created, json!({}));
+            if dry {
+                r["metadata"]["annotations"] = json!({"jwt-policy/dry-run": "true"});
+            }
+            r
+        };
+        let who = |policies: Vec<Value>| {
+            let c = config_of(policies);
+            let g = governing_and_shadow(&c, &mut Info::default()).unwrap();
+            let name = |i: Option<usize>| i.map(|i| c.policies[i].name.clone());
+            (name(g.enforce), name(g.shadow))
+        };
+        let (old_dry, young) = (
+            all("rollout", "2023-01-01T00:00:00Z", true),
+            all("enforced", "2024-01-01T00:00:00Z", false),
+        );
+        // The older dry run is decided beside the enforcing policy, which governs.
+        assert_eq!(
+            who(vec![young.clone(), old_dry.clone()]),
+            (Some("enforced".into()), Some("rollout".into()))
+        );
+        // Alone, it decides (and never denies).
+        assert_eq!(who(vec![old_dry]), (None, Some("rollout".into())));
+        // A younger dry run would never govern once enforced: not decided at all.
+        let young_dry = all("later", "2025-01-01T00:00:00Z", true);
+        assert_eq!(
+            who(vec![young.clone(), young_dry]),
+            (Some("enforced".into()), None)
+        );
     }
 
     // ---- review 6 ----

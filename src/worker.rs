@@ -188,12 +188,18 @@ impl Worker {
         deadline: Option<u64>,
     ) -> Flow {
         let config = Rc::clone(&self.config);
-        let governing = match governing(&config, host) {
+        let who = match governing(&config, host) {
             Ok(g) => g,
             Err(u) => return unevaluable(host, &config, &u),
         };
-        let Some((pi, policy)) = governing.and_then(|pi| config.policies.get(pi).map(|p| (pi, p)))
-        else {
+        // The enforcing policy decides; with none, the dry-run one (it never denies). A dry-run
+        // policy beside an enforcing one is decided as well, only to be counted and logged.
+        let (primary, shadow) = match (who.enforce, who.shadow) {
+            (Some(e), s) => (e, s),
+            (None, Some(s)) => (s, None),
+            (None, None) => return Flow::Continue,
+        };
+        let Some((pi, policy)) = config.policies.get(primary).map(|p| (primary, p)) else {
             return Flow::Continue;
         };
         let Some(headers) = host.request_headers() else {
@@ -225,6 +231,21 @@ impl Worker {
             }
             if adopted {
                 decision = self.decide(policy, &routes, &view, now, give_up);
+            }
+        }
+        if let (Some(si), false) = (shadow, matches!(decision, Decision::WaitForKeys(_))) {
+            self.shadow(host, &config, si, &view, now);
+            // Nothing from the client is trusted that the dry-run policy would write either.
+            if let (Some(p), Decision::Allow { .. }) = (config.policies.get(si), &decision) {
+                let ops = authn::sanitize(p, &view);
+                for op in &ops {
+                    if !host.apply(op) {
+                        warn!("cannot change the request headers");
+                    }
+                }
+                if !ops.is_empty() {
+                    self.headers_changed(context_id, pi);
+                }
             }
         }
         let (hits, misses) = self.cache.take_counts();
@@ -323,6 +344,48 @@ impl Worker {
                 self.set_tick(host, 1);
                 Flow::Pause
             }
+        }
+    }
+
+    /// A dry-run policy older than the enforcing one that governs the request: decided too,
+    /// without waiting for keys (a source it lacks is fetched for later requests), its would-be
+    /// denial counted and logged; of it only the removal of its claim headers reaches the
+    /// request (the caller's part).
+    fn shadow(
+        &mut self,
+        host: &mut impl Host,
+        config: &Config,
+        si: usize,
+        view: &RequestView<'_>,
+        now: u64,
+    ) {
+        let Some(policy) = config.policies.get(si) else {
+            return;
+        };
+        let routes = self.source_of.get(si).cloned().unwrap_or_default();
+        let mut fetch = false;
+        for source in routes.iter().flatten() {
+            if let Some(s) = self.sources.get_mut(*source)
+                && matches!(s.state(now), Keys::Pending)
+            {
+                s.wanted = true;
+                fetch = true;
+            }
+        }
+        if fetch {
+            self.set_tick(host, 1);
+        }
+        match self.decide(policy, &routes, view, now, true) {
+            Decision::WouldDeny { status, .. } => {
+                info!(
+                    "{} (dry run) would have denied a request: {status}",
+                    policy.name
+                );
+                host.count(Counter::DryRunDenied(status.family()), 1);
+                host.count(Counter::PolicyDryRunDenied(si), 1);
+            }
+            Decision::Allow { .. } => host.count(Counter::PolicyAllowed(si), 1),
+            Decision::Deny { .. } | Decision::WaitForKeys(_) => {}
         }
     }
 
@@ -564,10 +627,13 @@ impl Worker {
     }
 }
 
-/// The policy governing the route the host reports now.
-fn governing(config: &Config, host: &mut impl Host) -> Result<Option<usize>, select::Unevaluable> {
+/// The policies governing the route the host reports now: the enforcing one and the dry-run one.
+fn governing(
+    config: &Config,
+    host: &mut impl Host,
+) -> Result<select::Governing, select::Unevaluable> {
     let mut route = HostRoute::new(host, &config.settings.route_labels_namespace);
-    select::governing(config, &mut route)
+    select::governing_and_shadow(config, &mut route)
 }
 
 /// A policy older than the one that would govern cannot be evaluated here (a configuration

@@ -254,12 +254,23 @@ pub(crate) fn explain(args: &[String], out: &mut String) -> Result<bool, String>
     // Selection: the oldest selecting policy governs.
     let mut rows = Vec::new();
     let mut governing = None;
+    let mut shadow = None;
     let mut unevaluable = None;
     for (i, p) in config.policies.iter().enumerate() {
         let selects = select::selects(p, config.settings.istio, &mut route);
-        if !selects && governing.is_none() && unevaluable.is_none() {
+        if !selects && !p.dry_run && governing.is_none() && unevaluable.is_none() {
             unevaluable = select::cannot_evaluate(p, config.settings.istio, &mut route)
                 .map(|why| (p.name.clone(), why));
+        }
+        // A dry-run policy never governs: the oldest one older than the enforcing policy is
+        // decided beside it, only counted and logged (and decides alone when none enforces).
+        let shadows = selects
+            && p.dry_run
+            && shadow.is_none()
+            && governing.is_none()
+            && unevaluable.is_none();
+        if shadows {
+            shadow = Some(i);
         }
         let why = if p.routes.is_none() && p.destinations.is_none() {
             "no applyToRoutes / applyToDestinations: selects every request".to_owned()
@@ -282,16 +293,30 @@ pub(crate) fn explain(args: &[String], out: &mut String) -> Result<bool, String>
             }
             parts.join(", ")
         };
-        let governs = selects && governing.is_none() && unevaluable.is_none();
+        let governs = selects && !p.dry_run && governing.is_none() && unevaluable.is_none();
         if governs {
             governing = Some(i);
         }
         rows.push(
             json!({"name": p.name, "phase": p.phase.name(), "priority": p.priority,
             "created": p.created.map(|c| utc(u64::try_from(c).unwrap_or(0))), "selects": selects,
-            "governs": governs, "dry_run": p.dry_run, "why": why}),
+            "governs": governs, "dry_run": p.dry_run, "shadow": shadows, "why": why}),
         );
     }
+    if let (Some(_), Some(si)) = (governing, shadow)
+        && let Some(p) = config.policies.get(si)
+    {
+        set(
+            &mut report,
+            "dry_run",
+            json!(format!(
+                "{} (dry run, older) is decided beside the enforcing policy: its would-be \
+                 denials are counted and logged, nothing of it reaches the request",
+                p.name
+            )),
+        );
+    }
+    let governing = governing.or(shadow);
     set(&mut report, "policies", Value::Array(rows));
     set(
         &mut report,
@@ -630,7 +655,8 @@ fn text(r: &Value, out: &mut String) {
     let _ = writeln!(out, "now: {} ({})", s(&r["now_utc"]), s(&r["now"]));
     let _ = writeln!(
         out,
-        "\npolicies, oldest first (the oldest that selects governs):"
+        "\npolicies, oldest first (the oldest enforcing one that selects governs; ~: a dry run \
+         decided beside it, or alone when none enforces):"
     );
     for p in r["policies"].as_array().into_iter().flatten() {
         let _ = writeln!(
@@ -638,6 +664,8 @@ fn text(r: &Value, out: &mut String) {
             "  {} {} [{}, priority {}, created {}{}]: {}",
             if p["governs"] == json!(true) {
                 "→"
+            } else if p["shadow"] == json!(true) {
+                "~"
             } else {
                 " "
             },
@@ -656,6 +684,9 @@ fn text(r: &Value, out: &mut String) {
                 format!("does not select ({})", s(&p["why"]))
             }
         );
+    }
+    if let Some(d) = r.get("dry_run") {
+        let _ = writeln!(out, "\ndry run: {}", s(d));
     }
     if let Some(e) = r.get("extraction") {
         let _ = writeln!(out, "\ntokens: {}", s(e));

@@ -64,3 +64,36 @@ def test_a_bad_mark_is_refused():
     code, log = harness.run_until_exit(bad, name="dry-run-bad")
     assert code == 1, log[-2000:]
     assert 'metadata.annotations["jwt-policy/dry-run"]: expected "true" or "false"' in log
+
+
+def test_an_older_dry_run_policy_never_switches_off_a_younger_enforcing_one():
+    """Rolling out a new policy as a dry run over routes an enforcing one already protects: the
+    oldest selecting policy governs, so the older dry run once decided alone and the requests
+    it would deny went through (review 6: an unenforced window). A dry-run policy never
+    displaces an enforcing one: the enforcing policy decides, the dry run is decided beside it
+    and only counted and logged (as Istio's dry-run AuthorizationPolicy)."""
+    other = shared_key("ES256", kid="enforced")
+    rollout = resource(True)
+    rollout["metadata"]["creationTimestamp"] = "2023-01-01T00:00:00Z"
+    enforced = copy.deepcopy(resource(None))
+    enforced["metadata"].update(name="enforced", creationTimestamp="2024-01-01T00:00:00Z")
+    enforced["spec"]["config"]["providers"] = {"idp2": provider(
+        other, issuer=ISSUER, claimsToHeaders=[{"claim": "sub", "header": "x-enforced-sub"}])}
+    ours = mint(other, claims(iss=ISSUER, sub="bob"))
+    with harness.boot({"policies": [enforced, rollout]}, name="dry-run-beside") as envoy:
+        before = counters(envoy)
+        assert_denied(envoy.get("/get"), MISSING)                               # enforced
+        assert_denied(envoy.get("/get", headers=bearer(tamper_signature(ours))), VERIFICATION_FAILS)
+        echo = assert_passed(envoy.get("/get", headers={**bearer(ours), "X-Sub": "spoofed"}))
+        assert echo.header("X-Enforced-Sub") == ["bob"], "the enforcing policy's claim headers"
+        assert not echo.has("X-Sub"), "the dry run's claim header is still not the client's"
+        assert echo.header("Authorization") == [], "the enforcing policy strips its token"
+        after = counters(envoy)
+        log = envoy.log_text()
+    delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    assert delta["denied"] == 2 and delta["allowed"] == 1
+    # The dry run's own verdicts on the same three requests: missing, and twice a token its key
+    # does not verify.
+    assert delta["dry_run.denied"] == 3, delta
+    assert delta["dry_run.denied.missing"] == 1
+    assert "httpbin/rollout (dry run) would have denied a request" in log
