@@ -76,6 +76,7 @@ pub struct HostRoute<'h, 'n, H: Host> {
     namespace: Option<Option<String>>,
     name: Option<Option<String>>,
     cluster: Option<Option<String>>,
+    services: Option<Option<Vec<(String, String)>>>,
 }
 
 impl<'h, 'n, H: Host> HostRoute<'h, 'n, H> {
@@ -87,6 +88,7 @@ impl<'h, 'n, H: Host> HostRoute<'h, 'n, H> {
             namespace: None,
             name: None,
             cluster: None,
+            services: None,
         }
     }
 
@@ -142,9 +144,14 @@ impl<H: Host> RouteInfo for HostRoute<'_, '_, H> {
     }
 
     fn cluster_services(&mut self) -> Option<Vec<(String, String)>> {
-        self.host
-            .property(&["xds", "cluster_metadata"])
-            .and_then(|b| select::decode_istio_services(&b))
+        if self.services.is_none() {
+            let value = self
+                .host
+                .property(&["xds", "cluster_metadata"])
+                .and_then(|b| select::decode_istio_services(&b));
+            self.services = Some(value);
+        }
+        self.services.clone().flatten()
     }
 
     fn local_service(&mut self) -> Option<(String, String)> {

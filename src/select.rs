@@ -325,10 +325,40 @@ pub fn governing(config: &Config, info: &mut dyn RouteInfo) -> Result<Option<usi
 }
 
 /// [`Governing`]: the enforcing policy and the dry-run one of this instance for the request.
+/// Both are decided in the instance of the enforcing policy's phase, whatever the dry run's
+/// own (per-phase instances see the same policies, so they agree on that); a dry run decides
+/// alone, in its own phase's instance, only when no enforcing policy selects the request.
 pub fn governing_and_shadow(
     config: &Config,
     info: &mut dyn RouteInfo,
 ) -> Result<Governing, Unevaluable> {
+    Ok(for_phase(config, selecting(config, info)?))
+}
+
+/// What of [`selecting`]'s answer this instance runs (see [`governing_and_shadow`]).
+pub fn for_phase(config: &Config, who: Governing) -> Governing {
+    let here = |i: usize| {
+        config
+            .policies
+            .get(i)
+            .is_some_and(|p| config.settings.phase.is_none_or(|phase| p.phase == phase))
+    };
+    match who {
+        Governing {
+            enforce: Some(e), ..
+        } if here(e) => who,
+        Governing {
+            enforce: None,
+            shadow: Some(s),
+        } if here(s) => who,
+        _ => Governing::default(),
+    }
+}
+
+/// [`Governing`] whatever the phases: the oldest enforcing policy that selects the request, and
+/// the oldest dry-run one older than it. Two requests (or one request before and after its route
+/// changed) are governed alike only when both are the same.
+pub fn selecting(config: &Config, info: &mut dyn RouteInfo) -> Result<Governing, Unevaluable> {
     let enforce = oldest_selecting(config, info)?;
     let before = enforce.unwrap_or(config.policies.len());
     let shadow = config
@@ -336,18 +366,7 @@ pub fn governing_and_shadow(
         .iter()
         .take(before)
         .position(|p| p.dry_run && selects(p, config.settings.istio, info));
-    let here = |i: Option<usize>| {
-        i.filter(|&i| {
-            config
-                .policies
-                .get(i)
-                .is_some_and(|p| config.settings.phase.is_none_or(|phase| p.phase == phase))
-        })
-    };
-    Ok(Governing {
-        enforce: here(enforce),
-        shadow: here(shadow),
-    })
+    Ok(Governing { enforce, shadow })
 }
 
 /// The index of the oldest enforcing policy that selects the request, whatever its phase: the
@@ -384,20 +403,19 @@ pub fn decode_istio_services(metadata: &[u8]) -> Option<Vec<(String, String)>> {
     let list = field(services, 6)?.unwrap_or_default();
     let mut out = Vec::new();
     for item in fields(list)? {
-        let (1, Some(value)) = item else { continue };
-        let Some(entry) = field(value, 5)? else {
-            continue;
-        };
-        let text = |key| -> Option<Option<String>> {
-            let Some(v) = map_entry(entry, 1, key)? else {
-                return Some(None);
-            };
+        let (1, value) = item else { continue };
+        let value = value?;
+        // An entry that is not a Service with a name and a namespace makes the list unreadable
+        // as a whole (a partial list would be taken for the workload's complete one).
+        let entry = field(value, 5)??;
+        let text = |key| -> Option<String> {
             // Value.string_value (3).
-            Some(field(v, 3)?.and_then(|b| String::from_utf8(b.to_vec()).ok()))
+            let v = map_entry(entry, 1, key)??;
+            String::from_utf8(field(v, 3)??.to_vec())
+                .ok()
+                .filter(|t| !t.is_empty())
         };
-        if let (Some(name), Some(namespace)) = (text("name")?, text("namespace")?) {
-            out.push((name, namespace));
-        }
+        out.push((text("name")?, text("namespace")?));
     }
     Some(out)
 }
@@ -445,14 +463,19 @@ fn fields(mut msg: &[u8]) -> Option<Vec<Field<'_>>> {
     Some(out)
 }
 
-/// The last length-delimited field `number` of `msg` (protobuf: the last one wins).
+/// The length-delimited field `number` of `msg`, which must occur at most once (protobuf would
+/// merge two occurrences of a message; Envoy never writes them, so they are refused, `None`).
 fn field(msg: &[u8], number: u64) -> Option<Option<&[u8]>> {
-    Some(
-        fields(msg)?
-            .into_iter()
-            .filter_map(|(n, b)| (n == number).then_some(b).flatten())
-            .next_back(),
-    )
+    let mut found = None;
+    for (n, b) in fields(msg)? {
+        if n == number {
+            if found.is_some() {
+                return None;
+            }
+            found = Some(b?);
+        }
+    }
+    Some(found)
 }
 
 /// The value (2) of the map entry (field `number`: {key (1), value (2)}) whose key is `key`.
@@ -1303,5 +1326,126 @@ mod tests {
                 "loaded, and selects nothing"
             );
         }
+    }
+
+    // ---- review 7 ----
+
+    fn pb_varint(mut v: u64, out: &mut Vec<u8>) {
+        loop {
+            let b = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                out.push(b);
+                return;
+            }
+            out.push(b | 0x80);
+        }
+    }
+
+    /// A length-delimited field.
+    fn ld(number: u64, bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        pb_varint(number << 3 | 2, &mut out);
+        pb_varint(bytes.len() as u64, &mut out);
+        out.extend_from_slice(bytes);
+        out
+    }
+
+    /// A `Struct.fields` / `Metadata.filter_metadata` map entry.
+    fn entry(key: &str, value: &[u8]) -> Vec<u8> {
+        ld(1, &[ld(1, key.as_bytes()), ld(2, value)].concat())
+    }
+
+    /// `Value{struct_value: {name, namespace}}` (either left out when `None`), raw bytes.
+    fn service(name: Option<&[u8]>, namespace: Option<&[u8]>) -> Vec<u8> {
+        let mut fields = Vec::new();
+        for (k, v) in [("name", name), ("namespace", namespace)] {
+            if let Some(v) = v {
+                fields.extend(entry(k, &ld(3, v)));
+            }
+        }
+        ld(5, &fields)
+    }
+
+    /// `Metadata{filter_metadata: {istio: {services: Value{list_value: ...}}}}` with the
+    /// `list_value` field given whole (one or more occurrences).
+    fn metadata(list_value_fields: &[u8]) -> Vec<u8> {
+        entry("istio", &entry("services", list_value_fields))
+    }
+
+    /// Review 7, finding 4 (low: control-plane input, and Envoy serializes canonically). A
+    /// singular embedded message that occurs twice is MERGED by protobuf (its repeated
+    /// `values` concatenate), not replaced: `field` kept only the last occurrence, so the
+    /// first Service was lost, and the list still counted as the workload's own: a policy
+    /// naming that Service did not govern and was not in doubt (passed untouched). Now refused.
+    #[test]
+    fn review7_a_split_list_value_is_merged_as_protobuf_does() {
+        let a = ld(6, &ld(1, &service(Some(b"web-nginx"), Some(b"web"))));
+        let b = ld(6, &ld(1, &service(Some(b"other"), Some(b"web"))));
+        let got = decode_istio_services(&metadata(&[a, b].concat()));
+        // Refused rather than merged (Envoy never writes it): no list, so the canonical-name
+        // fallback and its 500s apply.
+        assert_eq!(got, None);
+    }
+
+    /// Review 7, finding 5 (low). An entry the decoder cannot read (no namespace, a name that
+    /// is not UTF-8) is skipped, and the rest still counts as the workload's complete list: a
+    /// selector for the skipped Service is neither matched nor in doubt. Fail closed: a list
+    /// with an unreadable entry is no list (then the canonical-name fallback and its 500s).
+    #[test]
+    fn review7_an_unreadable_service_entry_does_not_leave_an_authoritative_partial_list() {
+        for bad in [
+            service(Some(b"web-nginx"), None),
+            service(Some(b"web-\xffnginx"), Some(b"web")),
+            service(None, Some(b"web")),
+        ] {
+            let list = ld(
+                6,
+                &[ld(1, &bad), ld(1, &service(Some(b"other"), Some(b"web")))].concat(),
+            );
+            let got = decode_istio_services(&metadata(&list));
+            assert!(
+                got.as_ref().is_none_or(|l| l.is_empty()),
+                "a partial list taken as the workload's Services: {got:?}"
+            );
+        }
+    }
+
+    /// Held: random nestings of valid and broken fields never panic or hang.
+    #[test]
+    fn review7_decoder_random_inputs_never_panic() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let base = metadata(&ld(6, &ld(1, &service(Some(b"a"), Some(b"b")))));
+        for _ in 0..200_000 {
+            let mut m = base.clone();
+            for _ in 0..(rnd() % 4 + 1) {
+                let i = (rnd() as usize) % (m.len() + 1);
+                match rnd() % 4 {
+                    0 if i < m.len() => m[i] = rnd() as u8,
+                    1 => m.insert(i, rnd() as u8),
+                    2 if i < m.len() => {
+                        m.remove(i);
+                    }
+                    _ => {
+                        let wrapped = ld(rnd() % 8, &m[i..]);
+                        m.truncate(i);
+                        m.extend(wrapped);
+                    }
+                }
+            }
+            let _ = decode_istio_services(&m);
+        }
+        // Huge lengths and over-long varints.
+        let _ = decode_istio_services(&[0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]);
+        let _ = decode_istio_services(&[0x08; 64]);
+        let _ = decode_istio_services(&[
+            0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+        ]);
     }
 }

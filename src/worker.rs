@@ -61,7 +61,7 @@ pub struct Worker {
     /// Requests whose headers the filter changed, and the policy that governed them then: Envoy
     /// picks the route again after such a change, out of the filter's sight ([`Worker::on_response`]).
     /// Only with more than one policy (with one, no other policy can govern the new route).
-    moved: HashMap<u32, usize>,
+    moved: HashMap<u32, select::Governing>,
 }
 
 /// A fetch of source `si` ended: the total counter and every provider's that uses the source.
@@ -188,10 +188,11 @@ impl Worker {
         deadline: Option<u64>,
     ) -> Flow {
         let config = Rc::clone(&self.config);
-        let who = match governing(&config, host) {
+        let selecting = match governing(&config, host) {
             Ok(g) => g,
             Err(u) => return unevaluable(host, &config, &u),
         };
+        let who = select::for_phase(&config, selecting);
         // The enforcing policy decides; with none, the dry-run one (it never denies). A dry-run
         // policy beside an enforcing one is decided as well, only to be counted and logged.
         let (primary, shadow) = match (who.enforce, who.shadow) {
@@ -233,7 +234,13 @@ impl Worker {
                 decision = self.decide(policy, &routes, &view, now, give_up);
             }
         }
-        if let (Some(si), false) = (shadow, matches!(decision, Decision::WaitForKeys(_))) {
+        // Beside a request the enforcing policy lets through (a denied or waiting one costs no
+        // second decision: one failed verification per request, as before).
+        let passes = matches!(
+            decision,
+            Decision::Allow { .. } | Decision::WouldDeny { .. }
+        );
+        if let (Some(si), true) = (shadow, passes) {
             self.shadow(host, &config, si, &view, now);
             // Nothing from the client is trusted that the dry-run policy would write either.
             if let (Some(p), Decision::Allow { .. }) = (config.policies.get(si), &decision) {
@@ -244,7 +251,7 @@ impl Worker {
                     }
                 }
                 if !ops.is_empty() {
-                    self.headers_changed(context_id, pi);
+                    self.headers_changed(context_id, selecting);
                 }
             }
         }
@@ -269,7 +276,7 @@ impl Worker {
                     host.clear_route_cache();
                 }
                 if !ops.is_empty() || clear_route_cache {
-                    self.headers_changed(context_id, pi);
+                    self.headers_changed(context_id, selecting);
                 }
                 host.count(Counter::Allowed, 1);
                 host.count(Counter::PolicyAllowed(pi), 1);
@@ -283,7 +290,7 @@ impl Worker {
                     }
                 }
                 if !ops.is_empty() {
-                    self.headers_changed(context_id, pi);
+                    self.headers_changed(context_id, selecting);
                 }
                 info!(
                     "{} (dry run) would have denied a request: {status}",
@@ -577,11 +584,11 @@ impl Worker {
         self.set_tick(host, tick);
     }
 
-    /// Policy `pi` let the request on with changed headers: remembered for [`Worker::on_response`]
-    /// when another policy could govern the route Envoy picks next.
-    fn headers_changed(&mut self, context_id: u32, pi: usize) {
+    /// The policies `who` selected let the request on with changed headers: remembered for
+    /// [`Worker::on_response`] when other policies could select the route Envoy picks next.
+    fn headers_changed(&mut self, context_id: u32, who: select::Governing) {
         if self.config.policies.len() > 1 {
-            self.moved.insert(context_id, pi);
+            self.moved.insert(context_id, who);
         }
     }
 
@@ -598,22 +605,33 @@ impl Worker {
     /// is replaced by a 500 (fail closed for what the client sees; the upstream did get the
     /// request: SECURITY.md says which route tables avoid this).
     pub fn on_response(&mut self, host: &mut impl Host, context_id: u32) -> Flow {
-        let Some(pi) = self.moved.remove(&context_id) else {
+        let Some(before) = self.moved.remove(&context_id) else {
             return Flow::Continue;
         };
         let config = Rc::clone(&self.config);
         // Whatever its phase: with per-phase instances (as `render --istio` deploys them) the
-        // final route's policy may be another instance's, which saw only the old route.
+        // final route's policy may be another instance's, which saw only the old route. A
+        // dry-run policy there that did not run on the request counts too: the client's copies
+        // of the headers it writes were never removed.
         let mut route = HostRoute::new(host, &config.settings.route_labels_namespace);
-        match select::oldest_selecting(&config, &mut route) {
+        let name = |i: Option<usize>| {
+            i.and_then(|i| config.policies.get(i))
+                .map_or("none", |p| p.name.as_str())
+        };
+        match select::selecting(&config, &mut route) {
             Err(u) => unevaluable(host, &config, &u),
-            Ok(Some(pj)) if pj != pi => {
-                let name = |i: usize| config.policies.get(i).map_or("?", |p| p.name.as_str());
+            Ok(now)
+                if now.enforce.is_some_and(|e| before.enforce != Some(e))
+                    || now.shadow.is_some_and(|s| before.shadow != Some(s)) =>
+            {
                 error!(
-                    "a request authenticated under {} went to a route that {} governs (the route \
-                     changed with the filter's header changes): its response is refused",
-                    name(pi),
-                    name(pj)
+                    "a request authenticated under {} (dry run {}) went to a route that {} (dry \
+                     run {}) governs (the route changed with the filter's header changes): its \
+                     response is refused",
+                    name(before.enforce.or(before.shadow)),
+                    name(before.shadow),
+                    name(now.enforce),
+                    name(now.shadow)
                 );
                 reply(
                     host,
@@ -627,13 +645,14 @@ impl Worker {
     }
 }
 
-/// The policies governing the route the host reports now: the enforcing one and the dry-run one.
+/// The policies selecting the route the host reports now, whatever the phases: the enforcing
+/// one and the dry-run one ([`select::selecting`]).
 fn governing(
     config: &Config,
     host: &mut impl Host,
 ) -> Result<select::Governing, select::Unevaluable> {
     let mut route = HostRoute::new(host, &config.settings.route_labels_namespace);
-    select::governing_and_shadow(config, &mut route)
+    select::selecting(config, &mut route)
 }
 
 /// A policy older than the one that would govern cannot be evaluated here (a configuration
@@ -855,5 +874,319 @@ mod route_change_tests {
         assert_eq!(w.on_request(&mut host, 9), Flow::Continue);
         w.forget(9);
         assert!(w.moved.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod review7_tests {
+    //! Review 7: the dry-run "shadow" beside an enforcing policy.
+    use super::*;
+    use crate::authn::HeaderOp;
+    use crate::host::{SetError, Shared, Unreadable};
+    use crate::testkit::{pem, token};
+    use serde_json::{Value, json};
+
+    /// One request: its route name and headers; applied ops, replies and counters recorded.
+    #[derive(Default)]
+    struct Rec {
+        route: String,
+        headers: Vec<crate::extract::Header>,
+        ops: Vec<HeaderOp>,
+        replies: Vec<u32>,
+        counts: Vec<(Counter, u64)>,
+    }
+
+    impl Host for Rec {
+        fn now_ms(&mut self) -> Option<u64> {
+            Some(crate::testkit::NOW * 1000)
+        }
+        fn get_shared(&mut self, _key: &str) -> Result<Shared, Unreadable> {
+            Ok((None, None))
+        }
+        fn set_shared(&mut self, _k: &str, _v: &[u8], _c: Option<u32>) -> Result<(), SetError> {
+            Ok(())
+        }
+        fn dispatch(&mut self, _: &str, _: &[(&str, &str)], _: u64) -> Result<u32, String> {
+            Err("no callouts here".into())
+        }
+        fn callout_status(&mut self) -> Option<Vec<u8>> {
+            None
+        }
+        fn callout_body(&mut self, _size: usize) -> Option<Vec<u8>> {
+            None
+        }
+        fn set_tick(&mut self, _ms: u64) -> bool {
+            true
+        }
+        fn enter(&mut self, _context_id: u32) -> bool {
+            true
+        }
+        fn resume(&mut self) -> bool {
+            true
+        }
+        fn request_headers(&mut self) -> Option<Vec<crate::extract::Header>> {
+            Some(self.headers.clone())
+        }
+        fn property(&mut self, path: &[&str]) -> Option<Vec<u8>> {
+            (path == ["xds", "route_name"]).then(|| self.route.clone().into_bytes())
+        }
+        fn apply(&mut self, op: &HeaderOp) -> bool {
+            self.ops.push(op.clone());
+            true
+        }
+        fn clear_route_cache(&mut self) {}
+        fn reply(&mut self, status: u32, _headers: &[(&str, &str)], _body: &str) -> bool {
+            self.replies.push(status);
+            true
+        }
+        fn count(&mut self, counter: Counter, n: u64) {
+            self.counts.push((counter, n));
+        }
+    }
+
+    impl Rec {
+        fn count_of(&self, c: Counter) -> u64 {
+            self.counts
+                .iter()
+                .filter(|(k, _)| *k == c)
+                .map(|(_, n)| n)
+                .sum()
+        }
+    }
+
+    /// A policy `name` created on day `day`, over `routes` (route names), of `phase`; its one
+    /// provider takes the token from `from` with key `key`, writing claim `claim` to `header`.
+    #[allow(clippy::too_many_arguments)]
+    fn policy(
+        name: &str,
+        day: u32,
+        dry: bool,
+        routes: &[&str],
+        phase: &str,
+        key: &str,
+        from: &str,
+        claim: &str,
+        header: &str,
+    ) -> Value {
+        let routes: Vec<Value> = routes
+            .iter()
+            .map(|r| json!({"route": {"name": r}}))
+            .collect();
+        let mut r = json!({"metadata": {"name": name, "creationTimestamp": format!("2024-01-{day:02}T00:00:00Z")},
+            "spec": {"applyToRoutes": routes, "config": {
+                "phase": {phase: {}},
+                "providers": {"p": {
+                    "local": {"inline": pem(key)},
+                    "tokenSource": {"headers": [{"name": from, "prefix": "Bearer "}]},
+                    "claimsToHeaders": [{"claim": claim, "header": header}]}}}}});
+        if dry {
+            r["metadata"]["annotations"] = json!({"jwt-policy/dry-run": "true"});
+        }
+        r
+    }
+
+    fn worker(policies: Vec<Value>, phase: Option<&str>) -> Worker {
+        let mut plugin = json!({"policies": policies});
+        if let Some(phase) = phase {
+            plugin["settings"] = json!({"phase": phase});
+        }
+        Worker::new(crate::config::parse(plugin.to_string().as_bytes()).unwrap())
+    }
+
+    fn req(route: &str, headers: &[(&str, String)]) -> Rec {
+        let mut h: Vec<crate::extract::Header> = vec![(":path".into(), b"/".to_vec())];
+        h.extend(
+            headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone().into_bytes())),
+        );
+        Rec {
+            route: route.into(),
+            headers: h,
+            ..Rec::default()
+        }
+    }
+
+    fn sets(ops: &[HeaderOp], header: &str) -> Vec<String> {
+        ops.iter()
+            .filter_map(|op| match op {
+                HeaderOp::Set(h, v) | HeaderOp::Add(h, v) if h == header => Some(v.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Review 7, finding 1. Per-phase instances (`render --istio`): an older dry run of
+    /// postAuthz beside a younger enforcing policy of preAuthz. In the preAuthz instance the
+    /// enforcing policy decides (and writes `x-user` = sub); in the postAuthz instance no
+    /// enforcing policy is "of this phase", so the dry run is taken as deciding alone: it writes
+    /// ITS claim headers (here over the enforcing policy's `x-user`, from a token only the dry
+    /// run's provider verified), where a single instance removes them. And since it changed the
+    /// headers, `on_response` then sees the enforcing policy govern and answers 500: every
+    /// request with a token the dry run accepts.
+    #[test]
+    fn review7_per_phase_dry_run_beside_an_enforcing_policy_of_another_phase_writes_claims() {
+        let policies = vec![
+            // Older, dry run, postAuthz: token from x-dev-token (ec256), email → x-user.
+            policy(
+                "rollout",
+                1,
+                true,
+                &["a"],
+                "postAuthz",
+                "ec256",
+                "x-dev-token",
+                "email",
+                "x-user",
+            ),
+            // Younger, enforcing, preAuthz: token from authorization (rsa), sub → x-user.
+            policy(
+                "enforced",
+                2,
+                false,
+                &["a"],
+                "preAuthz",
+                "rsa",
+                "authorization",
+                "sub",
+                "x-user",
+            ),
+        ];
+        let headers = [
+            ("authorization", format!("Bearer {}", token("RS256"))),
+            ("x-dev-token", format!("Bearer {}", token("ES256"))),
+        ];
+        // One instance for every phase: the dry run's x-user is only removed; enforced's wins.
+        let mut all = worker(policies.clone(), None);
+        let mut host = req("a", &headers);
+        assert_eq!(all.on_request(&mut host, 1), Flow::Continue);
+        assert_eq!(sets(&host.ops, "x-user"), vec!["dev1".to_string()]);
+        assert_eq!(all.on_response(&mut host, 1), Flow::Continue);
+
+        // Per phase: the preAuthz instance ran `enforced` (x-user: dev1); the postAuthz one
+        // sees that header on the request.
+        let mut post = worker(policies, Some("postAuthz"));
+        let mut seen = headers.to_vec();
+        seen.push(("x-user", "dev1".into()));
+        let mut host = req("a", &seen);
+        assert_eq!(post.on_request(&mut host, 2), Flow::Continue);
+        assert!(
+            sets(&host.ops, "x-user").is_empty(),
+            "a dry run beside an enforcing policy wrote its claim header: {:?}",
+            host.ops
+        );
+        assert_eq!(
+            post.on_response(&mut host, 2),
+            Flow::Continue,
+            "every accepted request's response replaced by a 500"
+        );
+    }
+
+    /// Review 7, finding 2. The response-time route-change check compares only the oldest
+    /// ENFORCING policy. A request on route `a` (only `enforced`) whose header changes move it
+    /// to route `b`, where an older dry run `rollout` also selects: `rollout` never ran on it,
+    /// so the client-sent `x-dev-sub` it writes (on `b` removed as a shadow, or written when
+    /// alone) reaches `b`'s upstream, and the answer is kept. Before the shadow change the
+    /// dry run counted for the check (500).
+    #[test]
+    fn review7_a_request_moved_onto_a_dry_runs_route_keeps_client_claim_headers() {
+        let mut kept = Vec::new();
+        for enforced_routes in [&["a", "b"][..], &["a"][..]] {
+            let policies = vec![
+                policy(
+                    "rollout",
+                    1,
+                    true,
+                    &["b"],
+                    "preAuthz",
+                    "ec256",
+                    "x-dev-token",
+                    "sub",
+                    "x-dev-sub",
+                ),
+                policy(
+                    "enforced",
+                    2,
+                    false,
+                    enforced_routes,
+                    "preAuthz",
+                    "rsa",
+                    "authorization",
+                    "sub",
+                    "x-user",
+                ),
+            ];
+            let mut w = worker(policies, None);
+            let mut host = req(
+                "a",
+                &[
+                    ("authorization", format!("Bearer {}", token("RS256"))),
+                    ("x-dev-sub", "admin".into()),
+                ],
+            );
+            assert_eq!(w.on_request(&mut host, 1), Flow::Continue);
+            assert!(
+                !host
+                    .ops
+                    .iter()
+                    .any(|op| matches!(op, HeaderOp::Remove(h) if h == "x-dev-sub")),
+                "route a: nothing there writes x-dev-sub"
+            );
+            host.route = "b".into(); // the router picked again after x-user was written
+            if w.on_response(&mut host, 1) != Flow::Pause {
+                kept.push(format!("{enforced_routes:?}"));
+            }
+        }
+        assert!(
+            kept.is_empty(),
+            "enforced on {kept:?}: the forged x-dev-sub went to route b unremoved and the answer was kept"
+        );
+    }
+
+    /// Review 7, finding 3 (cost). A forged token (bad signature) on a request an enforcing
+    /// policy denies is verified again by the older dry run beside it, although the request is
+    /// denied anyway: two failed signature checks where one was paid before (and one per
+    /// policy of the chain the brief bounds at "one failed verification").
+    #[test]
+    fn review7_a_denied_forged_token_costs_one_signature_check() {
+        let policies = vec![
+            policy(
+                "rollout",
+                1,
+                true,
+                &["a"],
+                "preAuthz",
+                "rsa",
+                "authorization",
+                "sub",
+                "x-dev-sub",
+            ),
+            policy(
+                "enforced",
+                2,
+                false,
+                &["a"],
+                "preAuthz",
+                "rsa",
+                "authorization",
+                "sub",
+                "x-user",
+            ),
+        ];
+        let mut w = worker(policies, None);
+        let mut host = req(
+            "a",
+            &[(
+                "authorization",
+                format!("Bearer {}", token("RS256_tampered")),
+            )],
+        );
+        assert_eq!(w.on_request(&mut host, 1), Flow::Pause);
+        assert_eq!(host.replies, vec![401]);
+        assert_eq!(
+            host.count_of(Counter::CacheMiss),
+            1,
+            "signature checks for one denied forged token"
+        );
     }
 }
