@@ -867,6 +867,57 @@ mod tests {
         assert!(out.contains("passes untouched"), "{out}");
     }
 
+    #[test]
+    fn an_older_dry_run_is_shown_beside_the_enforcing_policy_that_governs() {
+        // The guide's policy (enforcing) and an older copy marked dry run, in one file.
+        let guide = crate::cli::docs::load(GUIDE).unwrap();
+        let mut rollout = guide[0].clone();
+        rollout["metadata"]["name"] = json!("rollout");
+        rollout["metadata"]["creationTimestamp"] = json!("2020-01-01T00:00:00Z");
+        rollout["metadata"]["annotations"] = json!({"jwt-policy/dry-run": "true"});
+        let mut enforced = guide[0].clone();
+        enforced["metadata"]["creationTimestamp"] = json!("2024-01-01T00:00:00Z");
+        let dir = std::env::temp_dir().join(format!("explain-dry-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("two.json");
+        let list = json!({"kind": "List", "items": [enforced, rollout]});
+        std::fs::write(&path, list.to_string()).unwrap();
+        let path = path.to_string_lossy().into_owned();
+        let args = [
+            "explain",
+            &path,
+            "--route-label",
+            "route=httpbin",
+            "--now",
+            NOW,
+        ];
+        let (code, out, err) = cli(&[&args[..], &["--json"]].concat());
+        assert_eq!(code, 1, "{err}");
+        let r: Value = serde_json::from_str(&out).unwrap();
+        let row = |name: &str| {
+            r["policies"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["name"].as_str().unwrap().ends_with(name))
+                .cloned()
+                .unwrap()
+        };
+        assert_eq!(row("rollout")["shadow"], json!(true), "{r:#}");
+        assert_eq!(row("rollout")["governs"], json!(false));
+        assert_eq!(row("jwt-policy")["governs"], json!(true), "{r:#}");
+        assert!(
+            r["dry_run"].as_str().unwrap().contains("decided beside"),
+            "{r:#}"
+        );
+        assert_eq!(
+            r["decision"]["status"], 401,
+            "the enforcing policy decides: {r:#}"
+        );
+        let (_, text, _) = cli(&args);
+        assert!(text.contains("  ~ "), "{text}");
+    }
+
     fn checks(report: &Value) -> Vec<(String, bool)> {
         report["tokens"][0]["providers"][0]["steps"]
             .as_array()
