@@ -716,12 +716,25 @@ mod route_change_tests {
     use crate::testkit::{pem, token};
     use serde_json::json;
 
-    /// A host with one request whose route name the test sets, replies recorded.
+    /// A host with one request whose route name the test sets; header changes, replies and
+    /// counters recorded.
     #[derive(Default)]
-    struct OneRequest {
-        route: String,
-        headers: Vec<crate::extract::Header>,
-        replies: Vec<(u32, String)>,
+    pub(super) struct OneRequest {
+        pub(super) route: String,
+        pub(super) headers: Vec<crate::extract::Header>,
+        pub(super) ops: Vec<HeaderOp>,
+        pub(super) replies: Vec<(u32, String)>,
+        pub(super) counts: Vec<(Counter, u64)>,
+    }
+
+    impl OneRequest {
+        pub(super) fn count_of(&self, c: Counter) -> u64 {
+            self.counts
+                .iter()
+                .filter(|(k, _)| *k == c)
+                .map(|(_, n)| n)
+                .sum()
+        }
     }
 
     impl Host for OneRequest {
@@ -758,7 +771,8 @@ mod route_change_tests {
         fn property(&mut self, path: &[&str]) -> Option<Vec<u8>> {
             (path == ["xds", "route_name"]).then(|| self.route.clone().into_bytes())
         }
-        fn apply(&mut self, _op: &HeaderOp) -> bool {
+        fn apply(&mut self, op: &HeaderOp) -> bool {
+            self.ops.push(op.clone());
             true
         }
         fn clear_route_cache(&mut self) {}
@@ -766,7 +780,9 @@ mod route_change_tests {
             self.replies.push((status, body.to_string()));
             true
         }
-        fn count(&mut self, _counter: Counter, _n: u64) {}
+        fn count(&mut self, counter: Counter, n: u64) {
+            self.counts.push((counter, n));
+        }
     }
 
     fn worker(route_names: &[&str]) -> Worker {
@@ -837,7 +853,7 @@ mod route_change_tests {
                     format!("Bearer {}", token("RS256")).into_bytes(),
                 ),
             ],
-            replies: Vec::new(),
+            ..OneRequest::default()
         }
     }
 
@@ -880,79 +896,11 @@ mod route_change_tests {
 #[cfg(test)]
 mod review7_tests {
     //! Review 7: the dry-run "shadow" beside an enforcing policy.
+    use super::route_change_tests::OneRequest as Rec;
     use super::*;
     use crate::authn::HeaderOp;
-    use crate::host::{SetError, Shared, Unreadable};
     use crate::testkit::{pem, token};
     use serde_json::{Value, json};
-
-    /// One request: its route name and headers; applied ops, replies and counters recorded.
-    #[derive(Default)]
-    struct Rec {
-        route: String,
-        headers: Vec<crate::extract::Header>,
-        ops: Vec<HeaderOp>,
-        replies: Vec<u32>,
-        counts: Vec<(Counter, u64)>,
-    }
-
-    impl Host for Rec {
-        fn now_ms(&mut self) -> Option<u64> {
-            Some(crate::testkit::NOW * 1000)
-        }
-        fn get_shared(&mut self, _key: &str) -> Result<Shared, Unreadable> {
-            Ok((None, None))
-        }
-        fn set_shared(&mut self, _k: &str, _v: &[u8], _c: Option<u32>) -> Result<(), SetError> {
-            Ok(())
-        }
-        fn dispatch(&mut self, _: &str, _: &[(&str, &str)], _: u64) -> Result<u32, String> {
-            Err("no callouts here".into())
-        }
-        fn callout_status(&mut self) -> Option<Vec<u8>> {
-            None
-        }
-        fn callout_body(&mut self, _size: usize) -> Option<Vec<u8>> {
-            None
-        }
-        fn set_tick(&mut self, _ms: u64) -> bool {
-            true
-        }
-        fn enter(&mut self, _context_id: u32) -> bool {
-            true
-        }
-        fn resume(&mut self) -> bool {
-            true
-        }
-        fn request_headers(&mut self) -> Option<Vec<crate::extract::Header>> {
-            Some(self.headers.clone())
-        }
-        fn property(&mut self, path: &[&str]) -> Option<Vec<u8>> {
-            (path == ["xds", "route_name"]).then(|| self.route.clone().into_bytes())
-        }
-        fn apply(&mut self, op: &HeaderOp) -> bool {
-            self.ops.push(op.clone());
-            true
-        }
-        fn clear_route_cache(&mut self) {}
-        fn reply(&mut self, status: u32, _headers: &[(&str, &str)], _body: &str) -> bool {
-            self.replies.push(status);
-            true
-        }
-        fn count(&mut self, counter: Counter, n: u64) {
-            self.counts.push((counter, n));
-        }
-    }
-
-    impl Rec {
-        fn count_of(&self, c: Counter) -> u64 {
-            self.counts
-                .iter()
-                .filter(|(k, _)| *k == c)
-                .map(|(_, n)| n)
-                .sum()
-        }
-    }
 
     /// A policy `name` created on day `day`, over `routes` (route names), of `phase`; its one
     /// provider takes the token from `from` with key `key`, writing claim `claim` to `header`.
@@ -1182,7 +1130,10 @@ mod review7_tests {
             )],
         );
         assert_eq!(w.on_request(&mut host, 1), Flow::Pause);
-        assert_eq!(host.replies, vec![401]);
+        assert_eq!(
+            host.replies.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+            vec![401]
+        );
         assert_eq!(
             host.count_of(Counter::CacheMiss),
             1,
