@@ -933,6 +933,22 @@ mod review7_tests {
         r
     }
 
+    /// The younger enforcing policy of these tests (preAuthz): token from `authorization`
+    /// (rsa), `sub` → `x-user`.
+    fn enforced(routes: &[&str]) -> Value {
+        policy(
+            "enforced",
+            2,
+            false,
+            routes,
+            "preAuthz",
+            "rsa",
+            "authorization",
+            "sub",
+            "x-user",
+        )
+    }
+
     fn worker(policies: Vec<Value>, phase: Option<&str>) -> Worker {
         let mut plugin = json!({"policies": policies});
         if let Some(phase) = phase {
@@ -988,17 +1004,7 @@ mod review7_tests {
                 "x-user",
             ),
             // Younger, enforcing, preAuthz: token from authorization (rsa), sub → x-user.
-            policy(
-                "enforced",
-                2,
-                false,
-                &["a"],
-                "preAuthz",
-                "rsa",
-                "authorization",
-                "sub",
-                "x-user",
-            ),
+            enforced(&["a"]),
         ];
         let headers = [
             ("authorization", format!("Bearer {}", token("RS256"))),
@@ -1052,17 +1058,7 @@ mod review7_tests {
                     "sub",
                     "x-dev-sub",
                 ),
-                policy(
-                    "enforced",
-                    2,
-                    false,
-                    enforced_routes,
-                    "preAuthz",
-                    "rsa",
-                    "authorization",
-                    "sub",
-                    "x-user",
-                ),
+                enforced(enforced_routes),
             ];
             let mut w = worker(policies, None);
             let mut host = req(
@@ -1109,17 +1105,7 @@ mod review7_tests {
                 "sub",
                 "x-dev-sub",
             ),
-            policy(
-                "enforced",
-                2,
-                false,
-                &["a"],
-                "preAuthz",
-                "rsa",
-                "authorization",
-                "sub",
-                "x-user",
-            ),
+            enforced(&["a"]),
         ];
         let mut w = worker(policies, None);
         let mut host = req(
