@@ -11,7 +11,10 @@
 //! named by its `x-bench-op` header `x-bench-n` times (`headers`: read the whole request header
 //! map; `add-remove`: add a header and remove it again; `remove-absent`: remove a header the
 //! request does not carry; `clear-route-cache`: the foreign function; `time`: read the clock;
-//! `metric`: increment a counter; `none`: nothing), the answer's body `ns per call`.
+//! `metric`: increment a counter; `route-labels`, `route-name`: read those properties; `none`:
+//! nothing), the answer's body `ns per call`; or, for `x-bench-op: property`, the bytes of the
+//! property named by `x-bench-path` (dot-separated, e.g. `xds.cluster_metadata`) in hex: what
+//! the host hands the module, so a new property read is written against real bytes.
 
 use std::collections::BTreeMap;
 
