@@ -165,13 +165,7 @@ pub fn destination_selector_matches(
     if sel.port.is_some_and(|p| dest.port != Some(p)) {
         return false;
     }
-    let names = |name: &str, namespace: Option<&str>| {
-        sel.name.as_ref().is_none_or(|n| n == name)
-            && sel
-                .namespace
-                .as_ref()
-                .is_none_or(|ns| namespace == Some(ns.as_str()))
-    };
+    let names = |name: &str, namespace: Option<&str>| names_service(sel, name, namespace);
     match dest.kind {
         ClusterKind::Service | ClusterKind::Plain => names(&dest.name, dest.namespace.as_deref()),
         // This workload: its Services as the cluster lists them, else the node metadata's.
@@ -182,6 +176,15 @@ pub fn destination_selector_matches(
         // Nothing can be told of it: see `cannot_evaluate`.
         ClusterKind::Unreadable => false,
     }
+}
+
+/// The selector's `name` and `namespace` (each when it has one) are the Service's.
+fn names_service(sel: &DestinationSelector, name: &str, namespace: Option<&str>) -> bool {
+    sel.name.as_ref().is_none_or(|n| n == name)
+        && sel
+            .namespace
+            .as_ref()
+            .is_none_or(|ns| namespace == Some(ns.as_str()))
 }
 
 /// This workload's Services, and whether they are the cluster's own list (`true`) or only the
@@ -266,10 +269,9 @@ pub fn cannot_evaluate(
             // namespace theirs (or none). A port selector for another workload was not meant
             // for this request whatever its port: only one for this workload is in doubt.
             let here = |d: &DestinationSelector| {
-                services.iter().any(|(name, namespace)| {
-                    d.name.as_ref().is_none_or(|n| n == name)
-                        && d.namespace.as_ref().is_none_or(|ns| ns == namespace)
-                })
+                services
+                    .iter()
+                    .any(|(name, namespace)| names_service(d, name, Some(namespace)))
             };
             let in_namespace = |d: &DestinationSelector| {
                 d.namespace
