@@ -339,12 +339,7 @@ pub fn governing_and_shadow(
 
 /// What of [`selecting`]'s answer this instance runs (see [`governing_and_shadow`]).
 pub fn for_phase(config: &Config, who: Governing) -> Governing {
-    let here = |i: usize| {
-        config
-            .policies
-            .get(i)
-            .is_some_and(|p| config.settings.phase.is_none_or(|phase| p.phase == phase))
-    };
+    let here = |i: usize| serves(config, i);
     match who {
         Governing {
             enforce: Some(e), ..
@@ -355,6 +350,14 @@ pub fn for_phase(config: &Config, who: Governing) -> Governing {
         } if here(s) => who,
         _ => Governing::default(),
     }
+}
+
+/// Whether this instance serves policy `i`'s phase (every phase with no `settings.phase`).
+pub fn serves(config: &Config, i: usize) -> bool {
+    config
+        .policies
+        .get(i)
+        .is_some_and(|p| config.settings.phase.is_none_or(|phase| p.phase == phase))
 }
 
 /// [`Governing`] whatever the phases: the oldest enforcing policy that selects the request, and
@@ -369,6 +372,33 @@ pub fn selecting(config: &Config, info: &mut dyn RouteInfo) -> Result<Governing,
         .take(before)
         .position(|p| p.dry_run && selects(p, config.settings.istio, info));
     Ok(Governing { enforce, shadow })
+}
+
+/// The dry-run policies older than `before` (the enforcing policy that selects the request, or
+/// none) that this proxy cannot evaluate for it ([`cannot_evaluate`]): whether one of them was
+/// meant for the request is unknown. A dry run never denies, so nothing is refused; but nothing
+/// from the client is trusted that it would write either: the caller removes their claim
+/// headers. Empty (no allocation) unless a dry-run policy with claim headers is in doubt.
+pub fn doubtful_dry_runs(
+    config: &Config,
+    before: Option<usize>,
+    info: &mut dyn RouteInfo,
+) -> Vec<usize> {
+    let istio = config.settings.istio;
+    let mut doubtful = Vec::new();
+    for (i, p) in config.policies.iter().enumerate() {
+        if before.is_some_and(|b| i >= b) {
+            break;
+        }
+        if p.dry_run
+            && !p.spoofable_headers.is_empty()
+            && !selects(p, istio, info)
+            && cannot_evaluate(p, istio, info).is_some()
+        {
+            doubtful.push(i);
+        }
+    }
+    doubtful
 }
 
 /// The index of the oldest enforcing policy that selects the request, whatever its phase: the
@@ -1155,6 +1185,56 @@ mod tests {
             who(vec![young.clone(), young_dry]),
             (Some("enforced".into()), None)
         );
+    }
+
+    #[test]
+    fn dry_runs_this_proxy_cannot_evaluate_are_in_doubt_only_when_older_and_writing_headers() {
+        // On an Istio sidecar's inbound side: a route-name selector cannot be evaluated.
+        let named = |name: &str, created: &str, dry: bool, headers: bool| {
+            let mut config =
+                json!({"providers": {"p": {"local": {"inline": crate::testkit::pem("ec256")}}}});
+            if headers {
+                config["providers"]["p"]["claimsToHeaders"] =
+                    json!([{"claim": "sub", "header": "x-sub"}]);
+            }
+            let mut r = resource(
+                name,
+                created,
+                json!({"applyToRoutes": [{"route": {"name": "checkout"}}], "config": config}),
+            );
+            if dry {
+                r["metadata"]["annotations"] = json!({"jwt-policy/dry-run": "true"});
+            }
+            r
+        };
+        let everywhere = resource("all", "2024-06-01T00:00:00Z", json!({}));
+        let c = istio_config(vec![
+            named("rollout", "2024-01-01T00:00:00Z", true, true),
+            named("quiet", "2024-02-01T00:00:00Z", true, false),
+            everywhere,
+            named("later", "2025-01-01T00:00:00Z", true, true),
+        ]);
+        let inbound = || at_cluster("inbound|8080||", Some("default"));
+        let who = governing_and_shadow(&c, &mut inbound()).unwrap();
+        assert_eq!(who.enforce, Some(2));
+        assert_eq!(who.shadow, None);
+        // `rollout` is older and writes x-sub: in doubt. `quiet` writes nothing; `later` is
+        // younger than the enforcing policy (it would never govern).
+        assert_eq!(doubtful_dry_runs(&c, who.enforce, &mut inbound()), vec![0]);
+        assert_eq!(doubtful_dry_runs(&c, None, &mut inbound()), vec![0, 3]);
+        // Where route names are Istio's (outbound side), nothing is in doubt.
+        let outbound = || {
+            at_cluster(
+                "outbound|80||checkout.shop.svc.cluster.local",
+                Some("checkout"),
+            )
+        };
+        assert!(doubtful_dry_runs(&c, who.enforce, &mut outbound()).is_empty());
+        // With one enforcing policy nothing is read beyond its own selection.
+        let one = config_of(vec![resource("all", "2024-06-01T00:00:00Z", json!({}))]);
+        let mut info = inbound();
+        assert!(doubtful_dry_runs(&one, Some(0), &mut info).is_empty());
+        assert!(info.reads.is_empty());
     }
 
     // ---- review 6 ----

@@ -188,7 +188,7 @@ impl Worker {
         deadline: Option<u64>,
     ) -> Flow {
         let config = Rc::clone(&self.config);
-        let selecting = match governing(&config, host) {
+        let (selecting, doubtful) = match governing(&config, host) {
             Ok(g) => g,
             Err(u) => return unevaluable(host, &config, &u),
         };
@@ -198,7 +198,15 @@ impl Worker {
         let (primary, shadow) = match (who.enforce, who.shadow) {
             (Some(e), s) => (e, s),
             (None, Some(s)) => (s, None),
-            (None, None) => return Flow::Continue,
+            (None, None) => {
+                if !doubtful.is_empty()
+                    && let Some(headers) = host.request_headers()
+                {
+                    let view = RequestView { headers: &headers };
+                    self.strip(host, &config, &doubtful, &view, context_id, selecting);
+                }
+                return Flow::Continue;
+            }
         };
         let Some((pi, policy)) = config.policies.get(primary).map(|p| (primary, p)) else {
             return Flow::Continue;
@@ -243,17 +251,10 @@ impl Worker {
         if let (Some(si), true) = (shadow, passes) {
             self.shadow(host, &config, si, &view, now);
             // Nothing from the client is trusted that the dry-run policy would write either.
-            if let (Some(p), Decision::Allow { .. }) = (config.policies.get(si), &decision) {
-                let ops = authn::sanitize(p, &view);
-                for op in &ops {
-                    if !host.apply(op) {
-                        warn!("cannot change the request headers");
-                    }
-                }
-                if !ops.is_empty() {
-                    self.headers_changed(context_id, selecting);
-                }
-            }
+            self.strip(host, &config, &[si], &view, context_id, selecting);
+        }
+        if passes && !doubtful.is_empty() {
+            self.strip(host, &config, &doubtful, &view, context_id, selecting);
         }
         let (hits, misses) = self.cache.take_counts();
         host.count(Counter::CacheHit, hits);
@@ -393,6 +394,32 @@ impl Worker {
             }
             Decision::Allow { .. } => host.count(Counter::PolicyAllowed(si), 1),
             Decision::Deny { .. } | Decision::WaitForKeys(_) => {}
+        }
+    }
+
+    /// Removes the client's copies of the claim headers `dry_runs` would write (a shadow beside
+    /// the enforcing policy, or dry runs in doubt: [`select::doubtful_dry_runs`]), before the
+    /// enforcing policy's own header changes.
+    fn strip(
+        &mut self,
+        host: &mut impl Host,
+        config: &Config,
+        dry_runs: &[usize],
+        view: &RequestView<'_>,
+        context_id: u32,
+        selecting: select::Governing,
+    ) {
+        let mut changed = false;
+        for p in dry_runs.iter().filter_map(|i| config.policies.get(*i)) {
+            for op in authn::sanitize(p, view) {
+                if !host.apply(&op) {
+                    warn!("cannot change the request headers");
+                }
+                changed = true;
+            }
+        }
+        if changed {
+            self.headers_changed(context_id, selecting);
         }
     }
 
@@ -646,13 +673,19 @@ impl Worker {
 }
 
 /// The policies selecting the route the host reports now, whatever the phases: the enforcing
-/// one and the dry-run one ([`select::selecting`]).
+/// one and the dry-run one ([`select::selecting`]); and this instance's dry runs in doubt there
+/// ([`select::doubtful_dry_runs`]).
 fn governing(
     config: &Config,
     host: &mut impl Host,
-) -> Result<select::Governing, select::Unevaluable> {
+) -> Result<(select::Governing, Vec<usize>), select::Unevaluable> {
     let mut route = HostRoute::new(host, &config.settings.route_labels_namespace);
-    select::selecting(config, &mut route)
+    let who = select::selecting(config, &mut route)?;
+    let mut doubtful = select::doubtful_dry_runs(config, who.enforce, &mut route);
+    // Each instance removes the headers of its own phase's dry runs (one instance per request
+    // and policy, wherever the enforcing one runs).
+    doubtful.retain(|i| select::serves(config, *i));
+    Ok((who, doubtful))
 }
 
 /// A policy older than the one that would govern cannot be evaluated here (a configuration
@@ -721,6 +754,8 @@ mod route_change_tests {
     #[derive(Default)]
     pub(super) struct OneRequest {
         pub(super) route: String,
+        /// `xds.cluster_name`, when the test sets one.
+        pub(super) cluster: Option<String>,
         pub(super) headers: Vec<crate::extract::Header>,
         pub(super) ops: Vec<HeaderOp>,
         pub(super) replies: Vec<(u32, String)>,
@@ -769,7 +804,11 @@ mod route_change_tests {
             Some(self.headers.clone())
         }
         fn property(&mut self, path: &[&str]) -> Option<Vec<u8>> {
-            (path == ["xds", "route_name"]).then(|| self.route.clone().into_bytes())
+            match path {
+                ["xds", "route_name"] => Some(self.route.clone().into_bytes()),
+                ["xds", "cluster_name"] => self.cluster.clone().map(String::into_bytes),
+                _ => None,
+            }
         }
         fn apply(&mut self, op: &HeaderOp) -> bool {
             self.ops.push(op.clone());
@@ -1125,5 +1164,85 @@ mod review7_tests {
             1,
             "signature checks for one denied forged token"
         );
+    }
+    /// A dry run this proxy cannot evaluate for the request (a route-name selector on an Istio
+    /// sidecar's inbound side, where the routes are Istio's `default`): whether it was meant
+    /// for the request is unknown, so the client's copies of its claim headers are removed, by
+    /// the instance of its own phase, before the enforcing policy's sets; and with no enforcing
+    /// policy as well. Nothing is refused (a dry run never denies).
+    #[test]
+    fn a_dry_run_in_doubt_has_the_clients_copies_of_its_claim_headers_removed() {
+        let rollout = |phase: &str| {
+            policy(
+                "rollout",
+                1,
+                true,
+                &["checkout"],
+                phase,
+                "ec256",
+                "x-dev-token",
+                "sub",
+                "x-dev-sub",
+            )
+        };
+        let istio = |policies: Vec<Value>, phase: Option<&str>| {
+            let mut plugin = json!({"policies": policies});
+            if let Some(phase) = phase {
+                plugin["settings"] = json!({"phase": phase});
+            }
+            let c =
+                crate::config::parse_on(plugin.to_string().as_bytes(), crate::config::Proxy::Istio);
+            Worker::new(c.unwrap())
+        };
+        let inbound = |headers: &[(&str, String)]| {
+            let mut host = req("default", headers);
+            host.cluster = Some("inbound|8080||".into());
+            host
+        };
+        let removed = |host: &Rec| {
+            host.ops
+                .iter()
+                .position(|op| matches!(op, HeaderOp::Remove(h) if h == "x-dev-sub"))
+        };
+        let forged = ("x-dev-sub", "admin".to_string());
+        let bearer = ("authorization", format!("Bearer {}", token("RS256")));
+
+        // Beside a younger enforcing policy for every route: removed first, then x-user set.
+        let mut everywhere = enforced(&[]);
+        everywhere["spec"]["applyToRoutes"] = json!([]);
+        let mut w = istio(vec![rollout("preAuthz"), everywhere.clone()], None);
+        let mut host = inbound(&[bearer.clone(), forged.clone()]);
+        assert_eq!(w.on_request(&mut host, 1), Flow::Continue);
+        let at = removed(&host).expect("the client's x-dev-sub removed");
+        let set = host
+            .ops
+            .iter()
+            .position(|op| matches!(op, HeaderOp::Set(h, _) if h == "x-user"));
+        assert!(set.is_some_and(|s| at < s), "{:?}", host.ops);
+        assert!(host.replies.is_empty());
+
+        // Alone: the request passes, without the client's x-dev-sub.
+        let mut w = istio(vec![rollout("preAuthz")], None);
+        let mut host = inbound(std::slice::from_ref(&forged));
+        assert_eq!(w.on_request(&mut host, 2), Flow::Continue);
+        assert!(removed(&host).is_some());
+        assert!(host.replies.is_empty());
+
+        // Per-phase instances: only the dry run's own phase's instance removes it.
+        let both = vec![rollout("postAuthz"), everywhere];
+        let mut pre = istio(both.clone(), Some("preAuthz"));
+        let mut host = inbound(&[bearer.clone(), forged.clone()]);
+        assert_eq!(pre.on_request(&mut host, 3), Flow::Continue);
+        assert_eq!(removed(&host), None);
+        let mut post = istio(both, Some("postAuthz"));
+        let mut host = inbound(&[bearer, forged.clone()]);
+        assert_eq!(post.on_request(&mut host, 4), Flow::Continue);
+        assert!(removed(&host).is_some());
+
+        // Without the header on the request nothing is changed.
+        let mut w = istio(vec![rollout("preAuthz")], None);
+        let mut host = inbound(&[]);
+        assert_eq!(w.on_request(&mut host, 5), Flow::Continue);
+        assert!(host.ops.is_empty());
     }
 }

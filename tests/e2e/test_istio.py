@@ -536,6 +536,23 @@ def test_a_route_name_policy_on_the_inbound_side_refuses_rather_than_passes(upst
         assert "cannot be evaluated for this request" in envoy.log_text()
 
 
+def test_a_dry_run_route_name_policy_on_the_inbound_side_strips_the_clients_claim_headers(upstream, tmp_path):
+    """The same plugin as a dry run: it never denies, so the request passes; but whether it was
+    meant for the request cannot be told there, so nothing it would write is taken from the
+    client: the client's `x-org: solo.io` is removed before the AuthorizationPolicy's RBAC reads
+    it (before: it reached RBAC and passed it)."""
+    plugin = copy.deepcopy(resource("wasmplugin-sidecar.yaml", "WasmPlugin"))
+    policy = plugin["spec"]["pluginConfig"]["policies"][0]
+    policy["spec"]["applyToRoutes"] = [{"route": {"name": "httpbin-mesh"}}]
+    policy.setdefault("metadata", {}).setdefault("annotations", {})["jwt-policy/dry-run"] = "true"
+    with server_sidecar(tmp_path, plugin, name="istio-inbound-dry-run-route-name") as envoy:
+        resp = envoy.get("/get", host=MESH_HOST, headers={"x-org": "solo.io"})
+        assert (resp.status, resp.body) == (403, "RBAC: access denied"), resp
+    with inbound_sidecar(tmp_path, plugin, name="istio-inbound-dry-run-route-name-headers") as envoy:
+        echo = assert_passed(envoy.get("/get", host=MESH_HOST, headers={"x-org": "solo.io", "x-other": "kept"}))
+        assert echo.header("X-Org") == [] and echo.header("X-Other") == ["kept"], echo
+
+
 # ---- ingress gateway: istio/wasmplugin-gateway.yaml
 
 
