@@ -1,6 +1,8 @@
 //! Policy documents: YAML or JSON files in, JSON values out, and YAML out again.
 
 use serde_json::{Value, json};
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
 use yaml_rust2::{Yaml, YamlEmitter, YamlLoader};
 
 use crate::config;
@@ -77,7 +79,57 @@ pub(crate) fn load(path: &str) -> Result<Vec<Value>, String> {
             ))
         })?;
     }
+    if let Some((mark, number, why)) = ambiguous_number(&text) {
+        return Err(format!(
+            "{path}: line {} column {}: `{number}`, {why}: what it checks would not be what \
+             runs; quote it, or write the number in decimal without a leading zero",
+            mark.line(),
+            mark.col() + 1
+        ));
+    }
     Ok(docs.iter().map(to_json).filter(|d| !d.is_null()).collect())
+}
+
+/// The first plain (unquoted, untagged) scalar whose meaning Kubernetes (YAML 1.1, as
+/// `kubectl` and the API machinery read it) and this command (YAML 1.2) differ on: `0443` is
+/// octal 291 there and decimal 443 here; `0o443` a string there and octal 291 here.
+fn ambiguous_number(text: &str) -> Option<(Marker, String, String)> {
+    #[derive(Default)]
+    struct First(Option<(Marker, String, String)>);
+    impl MarkedEventReceiver for First {
+        fn on_event(&mut self, ev: Event, mark: Marker) {
+            if let (None, Event::Scalar(v, TScalarStyle::Plain, _, None)) = (&self.0, ev) {
+                let digits = v.strip_prefix(['-', '+']).unwrap_or(&v);
+                let why = if digits.len() > 1
+                    && digits.starts_with('0')
+                    && digits.bytes().all(|b| b.is_ascii_digit())
+                {
+                    let octal = i64::from_str_radix(digits, 8)
+                        .map_or_else(|_| "not a number".to_owned(), |n| format!("the octal {n}"));
+                    Some(format!(
+                        "a number Kubernetes reads as octal (YAML 1.1: {octal}) and this \
+                         command as decimal"
+                    ))
+                } else if digits
+                    .strip_prefix("0o")
+                    .is_some_and(|o| !o.is_empty() && o.bytes().all(|b| (b'0'..=b'7').contains(&b)))
+                {
+                    Some(
+                        "a string to Kubernetes (YAML 1.1) and an octal number to this command"
+                            .to_owned(),
+                    )
+                } else {
+                    None
+                };
+                if let Some(why) = why {
+                    self.0 = Some((mark, v, why));
+                }
+            }
+        }
+    }
+    let mut first = First::default();
+    Parser::new_from_str(text).load(&mut first, true).ok()?;
+    first.0
 }
 
 /// Where the first `<<` key is (a JSON-path-like location), if any.

@@ -337,4 +337,40 @@ mod tests {
             "{out}{err}"
         );
     }
+
+    /// YAML 1.1 (Kubernetes) reads `0443` as octal 291, YAML 1.2 (this command) as 443: a port
+    /// `check` approved would not be the one that runs. Refused with where it is; quoted, or
+    /// in a JSON document (where leading zeros are not numbers at all), nothing changes.
+    #[test]
+    fn check_refuses_a_yaml_number_kubernetes_reads_otherwise() {
+        let doc = |number: &str| {
+            format!(
+                "kind: JWTPolicy\nmetadata: {{name: p, namespace: ns}}\nspec:\n  \
+                 applyToDestinations:\n  - selector: {{name: web}}\n    port:\n      number: {number}\n  \
+                 config:\n    providers:\n      p:\n        remote: {{url: 'https://idp.example.com/jwks'}}\n"
+            )
+        };
+        for (number, says) in [
+            ("0443", "octal (YAML 1.1: the octal 291)"),
+            ("-012", "octal"),
+            ("0o443", "a string to Kubernetes"),
+        ] {
+            let path = temp("leading-zero.yaml", &doc(number));
+            let e = super::docs::load(&path).unwrap_err();
+            assert!(
+                e.contains("line 7 column 15") && e.contains(says),
+                "{number}: {e}"
+            );
+            let (code, out, err) = run_args(&["check", &path]);
+            assert_ne!(code, 0, "{number}");
+            assert!(
+                out.contains(number) || err.contains(number),
+                "{number}: {out}{err}"
+            );
+        }
+        for fine in ["443", "0", "'0443'", "\"0443\"", "-1", "0x1bb"] {
+            let path = temp("leading-zero-ok.yaml", &doc(fine));
+            assert!(super::docs::load(&path).is_ok(), "{fine}");
+        }
+    }
 }
