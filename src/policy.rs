@@ -1,4 +1,4 @@
-//! The compiled configuration: what `config.rs` builds once in `on_configure` and every request
+//! The compiled configuration: what `config/` builds once in `on_configure` and every request
 //! reads. No JSON here: every field is typed, defaulted and validated.
 
 use std::collections::BTreeMap;
