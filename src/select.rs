@@ -374,24 +374,29 @@ pub fn selecting(config: &Config, info: &mut dyn RouteInfo) -> Result<Governing,
     Ok(Governing { enforce, shadow })
 }
 
-/// The dry-run policies older than `before` (the enforcing policy that selects the request, or
-/// none) that this proxy cannot evaluate for it ([`cannot_evaluate`]): whether one of them was
-/// meant for the request is unknown. A dry run never denies, so nothing is refused; but nothing
-/// from the client is trusted that it would write either: the caller removes their claim
-/// headers. Empty (no allocation) unless a dry-run policy with claim headers is in doubt.
-pub fn doubtful_dry_runs(
-    config: &Config,
-    before: Option<usize>,
-    info: &mut dyn RouteInfo,
-) -> Vec<usize> {
+/// The dry-run policies older than the enforcing policy that selects the request (all, with
+/// none) that this proxy cannot evaluate for it ([`cannot_evaluate`]), and that this instance
+/// handles: whether one of them was meant for the request is unknown. A dry run never denies,
+/// so nothing is refused; but nothing from the client is trusted that it would write either:
+/// the caller removes their claim headers. The instance that runs the policy deciding the
+/// request (`who`, [`selecting`]'s answer) does it, before that policy writes its own headers
+/// (which may share a name); with none deciding, the instance of each one's own phase. Empty
+/// (no allocation) unless a dry-run policy with claim headers is in doubt.
+pub fn doubtful_dry_runs(config: &Config, who: Governing, info: &mut dyn RouteInfo) -> Vec<usize> {
+    let deciding = who.enforce.or(who.shadow).is_some();
+    let here = for_phase(config, who) != Governing::default();
+    if deciding && !here {
+        return Vec::new();
+    }
     let istio = config.settings.istio;
     let mut doubtful = Vec::new();
     for (i, p) in config.policies.iter().enumerate() {
-        if before.is_some_and(|b| i >= b) {
+        if who.enforce.is_some_and(|e| i >= e) {
             break;
         }
         if p.dry_run
             && !p.spoofable_headers.is_empty()
+            && (deciding || serves(config, i))
             && !selects(p, istio, info)
             && cannot_evaluate(p, istio, info).is_some()
         {
@@ -1220,8 +1225,9 @@ mod tests {
         assert_eq!(who.shadow, None);
         // `rollout` is older and writes x-sub: in doubt. `quiet` writes nothing; `later` is
         // younger than the enforcing policy (it would never govern).
-        assert_eq!(doubtful_dry_runs(&c, who.enforce, &mut inbound()), vec![0]);
-        assert_eq!(doubtful_dry_runs(&c, None, &mut inbound()), vec![0, 3]);
+        assert_eq!(doubtful_dry_runs(&c, who, &mut inbound()), vec![0]);
+        let none = Governing::default();
+        assert_eq!(doubtful_dry_runs(&c, none, &mut inbound()), vec![0, 3]);
         // Where route names are Istio's (outbound side), nothing is in doubt.
         let outbound = || {
             at_cluster(
@@ -1229,11 +1235,15 @@ mod tests {
                 Some("checkout"),
             )
         };
-        assert!(doubtful_dry_runs(&c, who.enforce, &mut outbound()).is_empty());
+        assert!(doubtful_dry_runs(&c, who, &mut outbound()).is_empty());
         // With one enforcing policy nothing is read beyond its own selection.
         let one = config_of(vec![resource("all", "2024-06-01T00:00:00Z", json!({}))]);
         let mut info = inbound();
-        assert!(doubtful_dry_runs(&one, Some(0), &mut info).is_empty());
+        let who = Governing {
+            enforce: Some(0),
+            shadow: None,
+        };
+        assert!(doubtful_dry_runs(&one, who, &mut info).is_empty());
         assert!(info.reads.is_empty());
     }
 

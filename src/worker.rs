@@ -681,10 +681,7 @@ fn governing(
 ) -> Result<(select::Governing, Vec<usize>), select::Unevaluable> {
     let mut route = HostRoute::new(host, &config.settings.route_labels_namespace);
     let who = select::selecting(config, &mut route)?;
-    let mut doubtful = select::doubtful_dry_runs(config, who.enforce, &mut route);
-    // Each instance removes the headers of its own phase's dry runs (one instance per request
-    // and policy, wherever the enforcing one runs).
-    doubtful.retain(|i| select::serves(config, *i));
+    let doubtful = select::doubtful_dry_runs(config, who, &mut route);
     Ok((who, doubtful))
 }
 
@@ -1168,8 +1165,8 @@ mod review7_tests {
     /// A dry run this proxy cannot evaluate for the request (a route-name selector on an Istio
     /// sidecar's inbound side, where the routes are Istio's `default`): whether it was meant
     /// for the request is unknown, so the client's copies of its claim headers are removed, by
-    /// the instance of its own phase, before the enforcing policy's sets; and with no enforcing
-    /// policy as well. Nothing is refused (a dry run never denies).
+    /// the enforcing policy's instance, before its sets; and with no enforcing policy as well.
+    /// Nothing is refused (a dry run never denies).
     #[test]
     fn a_dry_run_in_doubt_has_the_clients_copies_of_its_claim_headers_removed() {
         let rollout = |phase: &str| {
@@ -1228,16 +1225,48 @@ mod review7_tests {
         assert!(removed(&host).is_some());
         assert!(host.replies.is_empty());
 
-        // Per-phase instances: only the dry run's own phase's instance removes it.
-        let both = vec![rollout("postAuthz"), everywhere];
+        // Per-phase instances: the enforcing policy's instance removes it, before its own sets,
+        // whatever the dry run's phase; the other instance changes nothing. Here the dry run
+        // writes the enforcing policy's own `x-user`: the postAuthz instance, which runs after
+        // the preAuthz one set it, must not remove it.
+        let mut same = policy(
+            "rollout",
+            1,
+            true,
+            &["checkout"],
+            "postAuthz",
+            "ec256",
+            "x-dev-token",
+            "sub",
+            "x-user",
+        );
+        same["spec"]["config"]["providers"]["p"]["claimsToHeaders"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"claim": "email", "header": "x-dev-sub"}));
+        let both = vec![same, everywhere];
         let mut pre = istio(both.clone(), Some("preAuthz"));
-        let mut host = inbound(&[bearer.clone(), forged.clone()]);
+        let spoofed = ("x-user", "root".to_string());
+        let mut host = inbound(&[bearer.clone(), forged.clone(), spoofed]);
         assert_eq!(pre.on_request(&mut host, 3), Flow::Continue);
-        assert_eq!(removed(&host), None);
+        let at = removed(&host).expect("the client's x-dev-sub removed by the preAuthz instance");
+        let last = |host: &Rec, h: &str| {
+            host.ops.iter().rposition(|op| match op {
+                HeaderOp::Remove(x) | HeaderOp::Set(x, _) | HeaderOp::Add(x, _) => x == h,
+                HeaderOp::SetBytes(x, _) => x == h,
+                HeaderOp::SetPath(_) => false,
+            })
+        };
+        assert!(
+            matches!(last(&host, "x-user").and_then(|i| host.ops.get(i)), Some(HeaderOp::Set(_, v)) if v == "dev1"),
+            "{:?}",
+            host.ops
+        );
+        assert!(at < last(&host, "x-user").unwrap_or(0));
         let mut post = istio(both, Some("postAuthz"));
-        let mut host = inbound(&[bearer, forged.clone()]);
+        let mut host = inbound(&[bearer, ("x-user", "dev1".into())]);
         assert_eq!(post.on_request(&mut host, 4), Flow::Continue);
-        assert!(removed(&host).is_some());
+        assert!(host.ops.is_empty(), "{:?}", host.ops);
 
         // Without the header on the request nothing is changed.
         let mut w = istio(vec![rollout("preAuthz")], None);
