@@ -251,27 +251,16 @@ pub(crate) fn explain(args: &[String], out: &mut String) -> Result<bool, String>
     }
 
     let mut report = json!({"now": now, "now_utc": utc(now)});
-    // Selection: the oldest selecting policy governs.
+    // Selection: the oldest enforcing policy that selects governs (the filter's own function).
+    let selection = select::selecting(&config, &mut route);
+    let who = selection.clone().unwrap_or_default();
+    let doubtful = match selection {
+        Ok(who) => select::doubtful_dry_runs(&config, who, &mut route),
+        Err(_) => Vec::new(),
+    };
     let mut rows = Vec::new();
-    let mut governing = None;
-    let mut shadow = None;
-    let mut unevaluable = None;
     for (i, p) in config.policies.iter().enumerate() {
         let selects = select::selects(p, config.settings.istio, &mut route);
-        if !selects && !p.dry_run && governing.is_none() && unevaluable.is_none() {
-            unevaluable = select::cannot_evaluate(p, config.settings.istio, &mut route)
-                .map(|why| (p.name.clone(), why));
-        }
-        // A dry-run policy never governs: the oldest one older than the enforcing policy is
-        // decided beside it, only counted and logged (and decides alone when none enforces).
-        let shadows = selects
-            && p.dry_run
-            && shadow.is_none()
-            && governing.is_none()
-            && unevaluable.is_none();
-        if shadows {
-            shadow = Some(i);
-        }
         let why = if p.routes.is_none() && p.destinations.is_none() {
             "no applyToRoutes / applyToDestinations: selects every request".to_owned()
         } else {
@@ -293,16 +282,14 @@ pub(crate) fn explain(args: &[String], out: &mut String) -> Result<bool, String>
             }
             parts.join(", ")
         };
-        let governs = selects && !p.dry_run && governing.is_none() && unevaluable.is_none();
-        if governs {
-            governing = Some(i);
-        }
         rows.push(
             json!({"name": p.name, "phase": p.phase.name(), "priority": p.priority,
             "created": p.created.map(|c| utc(u64::try_from(c).unwrap_or(0))), "selects": selects,
-            "governs": governs, "dry_run": p.dry_run, "shadow": shadows, "why": why}),
+            "governs": who.enforce == Some(i), "dry_run": p.dry_run,
+            "shadow": who.shadow == Some(i), "in_doubt": doubtful.contains(&i), "why": why}),
         );
     }
+    let (governing, shadow) = (who.enforce, who.shadow);
     if let (Some(_), Some(si)) = (governing, shadow)
         && let Some(p) = config.policies.get(si)
     {
@@ -311,12 +298,43 @@ pub(crate) fn explain(args: &[String], out: &mut String) -> Result<bool, String>
             "dry_run",
             json!(format!(
                 "{} (dry run, older) is decided beside the enforcing policy: its would-be \
-                 denials are counted and logged, nothing of it reaches the request",
+                 denials are counted and logged, and of it only the removal of the claim headers \
+                 it would write reaches the request",
                 p.name
             )),
         );
     }
-    let governing = governing.or(shadow);
+    // What the filter removes besides the deciding policy's own changes, before them: the
+    // claim headers of the dry run beside it and of the dry runs in doubt.
+    let mut stripped: Vec<String> = Vec::new();
+    let beside = governing.and(shadow);
+    for p in beside
+        .iter()
+        .chain(&doubtful)
+        .filter_map(|i| config.policies.get(*i))
+    {
+        for h in &p.spoofable_headers {
+            if !stripped.contains(h) && headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(h)) {
+                stripped.push(h.clone());
+            }
+        }
+    }
+    if !doubtful.is_empty() {
+        let names: Vec<&str> = doubtful
+            .iter()
+            .filter_map(|i| config.policies.get(*i))
+            .map(|p| p.name.as_str())
+            .collect();
+        set(
+            &mut report,
+            "in_doubt",
+            json!(format!(
+                "{} (dry run) cannot be evaluated for this request: not decided, but the \
+                 client's copies of the claim headers it would write are removed",
+                names.join(", ")
+            )),
+        );
+    }
     set(&mut report, "policies", Value::Array(rows));
     set(
         &mut report,
@@ -324,21 +342,33 @@ pub(crate) fn explain(args: &[String], out: &mut String) -> Result<bool, String>
         json!({"method": method, "host": host, "path": path,
         "route_name": route.name, "route_labels": route.labels, "cluster": route.cluster}),
     );
-    if let Some((name, why)) = unevaluable {
+    if let Err(u) = &selection {
+        let name = config
+            .policies
+            .get(u.policy)
+            .map_or("?", |p| p.name.as_str());
         set(
             &mut report,
             "decision",
             json!({"verdict": "refused", "status": 500,
-                "why": format!("policy {name} cannot be evaluated for this request: {why}")}),
+                "why": format!("policy {name} cannot be evaluated for this request: {}", u.why)}),
         );
         return finish(&report, f.has("--json"), out, false);
     }
-    let Some(policy) = governing.and_then(|i| config.policies.get(i)) else {
-        set(
-            &mut report,
-            "decision",
-            json!({"verdict": "untouched", "why": "no policy selects the request"}),
-        );
+    let seen: Vec<Header> = headers
+        .iter()
+        .filter(|(n, _)| !stripped.iter().any(|h| n.eq_ignore_ascii_case(h)))
+        .cloned()
+        .collect();
+    let Some(policy) = governing.or(shadow).and_then(|i| config.policies.get(i)) else {
+        let decision = if stripped.is_empty() {
+            json!({"verdict": "untouched", "why": "no policy selects the request"})
+        } else {
+            json!({"verdict": "allow", "status": 200, "upstream_headers": upstream(&seen, &[]),
+                "why": "no policy decides the request; the claim headers of the dry runs in \
+                        doubt are removed"})
+        };
+        set(&mut report, "decision", decision);
         return finish(&report, f.has("--json"), out, true);
     };
     if config.settings.phase.is_some_and(|ph| ph != policy.phase) {
@@ -400,7 +430,7 @@ pub(crate) fn explain(args: &[String], out: &mut String) -> Result<bool, String>
     set(
         &mut report,
         "decision",
-        decision_json(&decision, &headers, policy),
+        decision_json(&decision, &seen, policy),
     );
     finish(&report, f.has("--json"), out, allowed)
 }
@@ -656,7 +686,7 @@ fn text(r: &Value, out: &mut String) {
     let _ = writeln!(
         out,
         "\npolicies, oldest first (the oldest enforcing one that selects governs; ~: a dry run \
-         decided beside it, or alone when none enforces):"
+         decided beside it, or alone when none enforces; ?: a dry run in doubt):"
     );
     for p in r["policies"].as_array().into_iter().flatten() {
         let _ = writeln!(
@@ -666,6 +696,8 @@ fn text(r: &Value, out: &mut String) {
                 "→"
             } else if p["shadow"] == json!(true) {
                 "~"
+            } else if p["in_doubt"] == json!(true) {
+                "?"
             } else {
                 " "
             },
@@ -687,6 +719,9 @@ fn text(r: &Value, out: &mut String) {
     }
     if let Some(d) = r.get("dry_run") {
         let _ = writeln!(out, "\ndry run: {}", s(d));
+    }
+    if let Some(d) = r.get("in_doubt") {
+        let _ = writeln!(out, "\nin doubt: {}", s(d));
     }
     if let Some(e) = r.get("extraction") {
         let _ = writeln!(out, "\ntokens: {}", s(e));
@@ -916,6 +951,51 @@ mod tests {
         );
         let (_, text, _) = cli(&args);
         assert!(text.contains("  ~ "), "{text}");
+    }
+
+    /// A dry run explain cannot evaluate for the request (a route name on an Istio inbound
+    /// side): marked `?`, not decided, and the client's copies of its claim headers are gone
+    /// from what the upstream sees, as in the filter (`worker::review7_tests::
+    /// a_dry_run_in_doubt_has_the_clients_copies_of_its_claim_headers_removed`).
+    #[test]
+    fn a_dry_run_in_doubt_is_shown_and_its_claim_headers_are_removed() {
+        let mut plugin =
+            crate::cli::docs::load("istio/wasmplugin-sidecar.yaml").unwrap()[0].clone();
+        let policy = &mut plugin["spec"]["pluginConfig"]["policies"][0];
+        policy["spec"]["applyToRoutes"] = json!([{"route": {"name": "httpbin-mesh"}}]);
+        policy["metadata"]["annotations"] = json!({"jwt-policy/dry-run": "true"});
+        let dir = std::env::temp_dir().join(format!("explain-doubt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("plugin.json");
+        std::fs::write(&path, plugin.to_string()).unwrap();
+        let path = path.to_string_lossy().into_owned();
+        let args = [
+            "explain",
+            &path,
+            "--route-name",
+            "default",
+            "--cluster",
+            "inbound|8080||",
+            "--header",
+            "x-org:solo.io",
+            "--header",
+            "x-other:kept",
+            "--now",
+            NOW,
+        ];
+        let (code, out, err) = cli(&[&args[..], &["--json"]].concat());
+        assert_eq!(code, 0, "{out}{err}");
+        let r: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(r["policies"][0]["in_doubt"], json!(true), "{r:#}");
+        assert_eq!(r["decision"]["verdict"], "allow", "{r:#}");
+        let seen = r["decision"]["upstream_headers"].as_array().unwrap();
+        assert!(!seen.iter().any(|h| h[0] == "x-org"), "{r:#}");
+        assert!(seen.iter().any(|h| h[0] == "x-other"), "{r:#}");
+        let (_, text, _) = cli(&args);
+        assert!(
+            text.contains("  ? ") && text.contains("in doubt:"),
+            "{text}"
+        );
     }
 
     fn checks(report: &Value) -> Vec<(String, bool)> {
