@@ -1275,3 +1275,390 @@ mod review7_tests {
         assert!(host.ops.is_empty());
     }
 }
+
+#[cfg(test)]
+mod review8_tests {
+    //! Review 8: an independent attack on the "dry run in doubt" change (session 8).
+    use super::route_change_tests::OneRequest as Rec;
+    use super::*;
+    use crate::authn::HeaderOp;
+    use crate::testkit::{pem, token};
+    use serde_json::{Value, json};
+
+    /// A policy `name` created on day `day`; its one provider takes the token from `from`
+    /// (key `key`) and writes claim `claim` to `header`. `select` is the spec's selector part.
+    #[allow(clippy::too_many_arguments)]
+    fn policy(
+        name: &str,
+        day: u32,
+        dry: bool,
+        select: Value,
+        phase: &str,
+        key: &str,
+        from: &str,
+        claim: &str,
+        header: &str,
+    ) -> Value {
+        let mut spec = json!({"config": {
+            "phase": {phase: {}},
+            "providers": {"p": {
+                "local": {"inline": pem(key)},
+                "tokenSource": {"headers": [{"name": from, "prefix": "Bearer "}]},
+                "claimsToHeaders": [{"claim": claim, "header": header}]}}}});
+        if let (Some(s), Value::Object(e)) = (spec.as_object_mut(), select) {
+            s.extend(e);
+        }
+        let mut r = json!({"metadata": {"name": name,
+            "creationTimestamp": format!("2024-01-{day:02}T00:00:00Z")}, "spec": spec});
+        if dry {
+            r["metadata"]["annotations"] = json!({"jwt-policy/dry-run": "true"});
+        }
+        r
+    }
+
+    fn routes(names: &[&str]) -> Value {
+        let list: Vec<Value> = names
+            .iter()
+            .map(|r| json!({"route": {"name": r}}))
+            .collect();
+        json!({ "applyToRoutes": list })
+    }
+
+    fn istio(policies: Vec<Value>, phase: Option<&str>) -> Worker {
+        let mut plugin = json!({"policies": policies});
+        if let Some(phase) = phase {
+            plugin["settings"] = json!({"phase": phase});
+        }
+        let c = crate::config::parse_on(plugin.to_string().as_bytes(), crate::config::Proxy::Istio);
+        Worker::new(c.unwrap())
+    }
+
+    fn req(route: &str, cluster: &str, headers: &[(&str, String)]) -> Rec {
+        let mut h: Vec<crate::extract::Header> = vec![(":path".into(), b"/".to_vec())];
+        h.extend(
+            headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone().into_bytes())),
+        );
+        Rec {
+            route: route.into(),
+            cluster: Some(cluster.into()),
+            headers: h,
+            ..Rec::default()
+        }
+    }
+
+    fn removes(host: &Rec, header: &str) -> bool {
+        host.ops
+            .iter()
+            .any(|op| matches!(op, HeaderOp::Remove(h) if h == header))
+    }
+
+    fn sets(host: &Rec, header: &str) -> Vec<String> {
+        host.ops
+            .iter()
+            .filter_map(|op| match op {
+                HeaderOp::Set(h, v) | HeaderOp::Add(h, v) if h == header => Some(v.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Finding 1. Per-phase instances (`render --istio`): an older postAuthz dry run with a
+    /// route-name selector (in doubt on the inbound side) and a younger preAuthz enforcing policy
+    /// for every route, both writing `x-user`. The preAuthz instance (AUTHZ) verifies the token
+    /// and sets `x-user`; the postAuthz instance (STATS) runs later, sees that header on the
+    /// request, takes it for the client's copy of the dry run's header and removes it: the
+    /// enforcing policy's own verified claim never reaches the upstream.
+    #[test]
+    fn review8_the_dry_runs_later_phase_removes_the_enforcing_policys_fresh_header() {
+        let policies = vec![
+            policy(
+                "rollout",
+                1,
+                true,
+                routes(&["checkout"]),
+                "postAuthz",
+                "ec256",
+                "x-dev-token",
+                "sub",
+                "x-user",
+            ),
+            policy(
+                "enforced",
+                2,
+                false,
+                json!({"applyToRoutes": []}),
+                "preAuthz",
+                "rsa",
+                "authorization",
+                "sub",
+                "x-user",
+            ),
+        ];
+        let inbound = "inbound|8080||";
+        let bearer = ("authorization", format!("Bearer {}", token("RS256")));
+        let mut pre = istio(policies.clone(), Some("preAuthz"));
+        let mut host = req("default", inbound, &[bearer.clone()]);
+        assert_eq!(pre.on_request(&mut host, 1), Flow::Continue);
+        let written = sets(&host, "x-user");
+        assert_eq!(written.len(), 1, "{:?}", host.ops);
+        // What the postAuthz instance sees: the request as the preAuthz instance left it.
+        let mut post = istio(policies, Some("postAuthz"));
+        let mut host = req(
+            "default",
+            inbound,
+            &[bearer, ("x-user", written[0].clone())],
+        );
+        assert_eq!(post.on_request(&mut host, 1), Flow::Continue);
+        assert!(
+            !removes(&host, "x-user"),
+            "the postAuthz instance removed the x-user the enforcing policy had just set: {:?}",
+            host.ops
+        );
+    }
+
+    /// Finding 2. Per-phase instances: an older preAuthz dry run that SELECTS the request (the
+    /// shadow) beside a younger postAuthz enforcing policy. The shadow's claim header is removed
+    /// only in the enforcing policy's instance (postAuthz = STATS), after Istio's authorization
+    /// (AUTHZ) has read the request: an AuthorizationPolicy prepared for the rollout (x-org)
+    /// sees the client's own copy, the exact case session 8 fixed for dry runs in doubt by
+    /// removing in the dry run's own phase.
+    #[test]
+    fn review8_a_preauthz_shadow_beside_a_postauthz_policy_is_stripped_only_after_authz() {
+        let policies = vec![
+            policy(
+                "rollout",
+                1,
+                true,
+                routes(&["a"]),
+                "preAuthz",
+                "ec256",
+                "x-dev-token",
+                "org",
+                "x-org",
+            ),
+            policy(
+                "enforced",
+                2,
+                false,
+                routes(&["a"]),
+                "postAuthz",
+                "rsa",
+                "authorization",
+                "sub",
+                "x-user",
+            ),
+        ];
+        let cluster = "outbound|80||a.shop.svc.cluster.local";
+        let mut pre = istio(policies, Some("preAuthz"));
+        let mut host = req("a", cluster, &[("x-org", "solo.io".into())]);
+        assert_eq!(pre.on_request(&mut host, 1), Flow::Continue);
+        assert!(
+            removes(&host, "x-org"),
+            "the client's x-org passed the preAuthz (AUTHZ) instance untouched: {:?}",
+            host.ops
+        );
+    }
+
+    /// Finding 3. Two dry runs older than the enforcing policy, both selecting the request: only
+    /// the OLDEST (the shadow) has the client's copies of its claim headers removed. The second
+    /// one, which would govern were it the one enforced, keeps the client's `x-team`; a dry run
+    /// in doubt at the same place would have had it removed (every older one is).
+    #[test]
+    fn review8_a_second_older_dry_run_that_selects_keeps_the_clients_headers() {
+        let policies = vec![
+            policy(
+                "rollout-a",
+                1,
+                true,
+                routes(&["a"]),
+                "preAuthz",
+                "ec256",
+                "x-dev-token",
+                "sub",
+                "x-dev-sub",
+            ),
+            policy(
+                "rollout-b",
+                2,
+                true,
+                routes(&["a"]),
+                "preAuthz",
+                "ec256",
+                "x-dev-token",
+                "team",
+                "x-team",
+            ),
+            policy(
+                "enforced",
+                3,
+                false,
+                routes(&["a"]),
+                "preAuthz",
+                "rsa",
+                "authorization",
+                "sub",
+                "x-user",
+            ),
+        ];
+        let cluster = "outbound|80||a.shop.svc.cluster.local";
+        for with_enforcing in [true, false] {
+            let mut p = policies.clone();
+            if !with_enforcing {
+                p.pop();
+            }
+            let mut w = istio(p, None);
+            let mut host = req(
+                "a",
+                cluster,
+                &[
+                    ("authorization", format!("Bearer {}", token("RS256"))),
+                    ("x-team", "admins".into()),
+                ],
+            );
+            assert_eq!(w.on_request(&mut host, 1), Flow::Continue);
+            assert!(
+                removes(&host, "x-team"),
+                "enforcing policy present: {with_enforcing}: the client's x-team reached the \
+                 upstream: {:?}",
+                host.ops
+            );
+        }
+    }
+
+    /// Finding 4. Route change: a request whose headers the enforcing policy changed is routed
+    /// again by Envoy onto a cluster where an older dry run is in doubt (a destination selector
+    /// on `PassthroughCluster`). The dry run never had the client's copies of its headers
+    /// removed, and `on_response` compares only the enforcing and shadow policies: the
+    /// response is kept (review 7's analogous case for a shadow answers 500).
+    #[test]
+    fn review8_a_request_moved_onto_a_cluster_where_a_dry_run_is_in_doubt_is_kept() {
+        let policies = vec![
+            policy(
+                "rollout",
+                1,
+                true,
+                json!({"applyToDestinations": [{"selector": {"name": "httpbin", "namespace": "httpbin"}}]}),
+                "preAuthz",
+                "ec256",
+                "x-dev-token",
+                "sub",
+                "x-dev-sub",
+            ),
+            policy(
+                "enforced",
+                2,
+                false,
+                json!({}),
+                "preAuthz",
+                "rsa",
+                "authorization",
+                "sub",
+                "x-user",
+            ),
+        ];
+        let mut w = istio(policies, None);
+        let mut host = req(
+            "a",
+            "outbound|80||other.shop.svc.cluster.local",
+            &[
+                ("authorization", format!("Bearer {}", token("RS256"))),
+                ("x-dev-sub", "admin".into()),
+            ],
+        );
+        assert_eq!(w.on_request(&mut host, 1), Flow::Continue);
+        assert!(
+            !removes(&host, "x-dev-sub"),
+            "not in doubt on a Service cluster"
+        );
+        // The router picks again after x-user was written: a Host no route knows.
+        host.cluster = Some("PassthroughCluster".into());
+        assert_eq!(
+            w.on_response(&mut host, 1),
+            Flow::Pause,
+            "the client's x-dev-sub went unremoved to a cluster where the dry run is in doubt"
+        );
+    }
+
+    // ---- what held ----
+
+    /// Single instance: the removal comes before the enforcing policy's set of the same
+    /// header; a CORS preflight and a denied request behave.
+    #[test]
+    fn review8_held_single_instance_shared_header_order_preflight_and_denial() {
+        let policies = vec![
+            policy(
+                "rollout",
+                1,
+                true,
+                routes(&["checkout"]),
+                "preAuthz",
+                "ec256",
+                "x-dev-token",
+                "sub",
+                "x-user",
+            ),
+            policy(
+                "enforced",
+                2,
+                false,
+                json!({"applyToRoutes": []}),
+                "preAuthz",
+                "rsa",
+                "authorization",
+                "sub",
+                "x-user",
+            ),
+        ];
+        let inbound = "inbound|8080||";
+        let mut w = istio(policies.clone(), None);
+        let mut host = req(
+            "default",
+            inbound,
+            &[
+                ("authorization", format!("Bearer {}", token("RS256"))),
+                ("x-user", "admin".into()),
+            ],
+        );
+        assert_eq!(w.on_request(&mut host, 1), Flow::Continue);
+        let last_remove = host
+            .ops
+            .iter()
+            .rposition(|op| matches!(op, HeaderOp::Remove(h) if h == "x-user"));
+        let set = host
+            .ops
+            .iter()
+            .position(|op| matches!(op, HeaderOp::Set(h, _) if h == "x-user"));
+        assert!(
+            last_remove.zip(set).is_some_and(|(r, s)| r < s),
+            "{:?}",
+            host.ops
+        );
+        // CORS preflight: passes, the client's x-user removed.
+        let mut host = req(
+            "default",
+            inbound,
+            &[
+                (":method", "OPTIONS".into()),
+                ("origin", "https://a.example".into()),
+                ("access-control-request-method", "GET".into()),
+                ("x-user", "admin".into()),
+            ],
+        );
+        assert_eq!(w.on_request(&mut host, 2), Flow::Continue);
+        assert!(removes(&host, "x-user"), "{:?}", host.ops);
+        // Denied (no token): 401, nothing forwarded.
+        let mut host = req("default", inbound, &[("x-user", "admin".into())]);
+        assert_eq!(w.on_request(&mut host, 3), Flow::Pause);
+        assert_eq!(host.replies.first().map(|r| r.0), Some(401));
+        // Reverse phases (dry run preAuthz, enforcing postAuthz): the preAuthz instance
+        // removes, the postAuthz one sets after it.
+        let mut p = policies;
+        p[1]["spec"]["config"]["phase"] = json!({"postAuthz": {}});
+        let mut pre = istio(p.clone(), Some("preAuthz"));
+        let mut host = req("default", inbound, &[("x-user", "admin".into())]);
+        assert_eq!(pre.on_request(&mut host, 4), Flow::Continue);
+        assert!(removes(&host, "x-user"));
+    }
+}

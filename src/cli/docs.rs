@@ -210,3 +210,180 @@ pub(crate) fn emit(docs: &[Value], out: &mut String) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod review8_tests {
+    //! Review 8: YAML 1.1 (Kubernetes: sigs.k8s.io/yaml's goyaml.v2 `resolve`) against YAML 1.2
+    //! (this command: yaml-rust2), where `check` approves a file Kubernetes applies otherwise.
+    use super::*;
+
+    fn temp(name: &str, text: &str) -> String {
+        let dir = std::env::temp_dir().join(format!("jwt-policy-review8-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+
+    fn check(path: &str) -> (bool, String) {
+        let mut out = String::new();
+        let ok = crate::cli::check::check(&[path.to_owned()], &mut out).unwrap_or(false);
+        (ok, out)
+    }
+
+    fn policy(config_extra: &str, port: &str) -> String {
+        format!(
+            "kind: JWTPolicy\nmetadata: {{name: p, namespace: ns}}\nspec:\n  \
+             applyToDestinations:\n  - selector: {{name: web}}\n    port:\n      number: {port}\n  \
+             config:\n{config_extra}    providers:\n      p:\n        \
+             issuer: https://idp.example.com\n        \
+             remote: {{url: 'https://idp.example.com/jwks'}}\n"
+        )
+    }
+
+    /// Finding 5a. `ambiguous_number` looks only at untagged plain scalars: `!!int 0443` is 443
+    /// here (yaml-rust2 parses a `!!int` scalar with `str::parse`) and 291 to Kubernetes
+    /// (goyaml.v2 resolves `!!int` with `strconv.ParseInt(s, 0, 64)`: a leading 0 is octal).
+    #[test]
+    fn review8_a_tagged_int_with_a_leading_zero_passes_the_check() {
+        let path = temp("tagged-int.yaml", &policy("", "!!int 0443"));
+        let docs = load(&path);
+        assert!(
+            docs.is_err(),
+            "approved, port read as {:?} (Kubernetes: 291)",
+            docs.map(|d| d[0]
+                .pointer("/spec/applyToDestinations/0/port/number")
+                .cloned())
+        );
+    }
+
+    /// Finding 5b. A tagged scalar yaml-rust2 cannot read (`!!bool yes`, `!!int 0x1bb`,
+    /// `!!int 1_000`) becomes `BadValue`, which `to_json` turns into `null`: absent to the
+    /// filter's parser. Kubernetes reads `!!bool yes` as true. `allowMissingOrFailed: !!bool yes`
+    /// is approved as REQUIRE_VALID; what runs is ALLOW_MISSING_OR_FAILED (every request passes).
+    #[test]
+    fn review8_a_tagged_yaml_1_1_bool_is_silently_absent() {
+        let path = temp(
+            "tagged-bool.yaml",
+            &policy("    allowMissingOrFailed: !!bool yes\n", "443"),
+        );
+        let (ok, out) = check(&path);
+        assert!(
+            !ok,
+            "check approved a policy Kubernetes applies with allowMissingOrFailed: true: {out}"
+        );
+    }
+
+    /// Finding 5c. `Null` and `NULL` are null to Kubernetes (YAML 1.1 and goyaml.v2) and strings
+    /// to yaml-rust2, and the filter's parser takes a null member as an absent one: check
+    /// approves `issuer: NULL` (the token's iss must be "NULL"); what runs checks no issuer.
+    #[test]
+    fn review8_a_yaml_1_1_null_spelling_is_a_string_here() {
+        let text = policy("", "443").replace("issuer: https://idp.example.com", "issuer: NULL");
+        let path = temp("null.yaml", &text);
+        let (ok, out) = check(&path);
+        assert!(
+            !ok,
+            "check approved issuer: NULL, null (no issuer check) to Kubernetes: {out}"
+        );
+    }
+
+    /// Finding 6. A YAML `kind: List` (what `kubectl get -o yaml` writes, and `kubectl apply`
+    /// applies item by item) is not opened (only a JSON List is): its WasmPlugin with
+    /// `failStrategy: FAIL_OPEN` is never looked at, and check exits 0.
+    #[test]
+    fn review8_a_yaml_list_is_not_checked_and_passes() {
+        let text = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: extensions.istio.io/v1alpha1\n  \
+                    kind: WasmPlugin\n  metadata: {name: jwt, namespace: istio-system}\n  spec:\n    \
+                    failStrategy: FAIL_OPEN\n    phase: AUTHZ\n    pluginConfig:\n      \
+                    settings: {phase: preAuthz}\n      policies:\n      - spec:\n          \
+                    config:\n            providers:\n              p:\n                \
+                    remote: {url: 'https://idp.example.com/jwks'}\n";
+        let path = temp("list.yaml", text);
+        let (ok, out) = check(&path);
+        assert!(
+            !ok,
+            "a FAIL_OPEN WasmPlugin in a YAML List passed check: {out}"
+        );
+    }
+
+    /// Finding 6b. `failStrategy` is compared with the one spelling `FAIL_OPEN`; a `!!binary`
+    /// scalar (base64 of `FAIL_OPEN`) is that text here and FAIL_OPEN to Kubernetes (goyaml.v2
+    /// decodes `!!binary`); any other unknown value passes too.
+    #[test]
+    fn review8_a_binary_tagged_fail_open_passes_the_check() {
+        let text = "apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\n\
+                    metadata: {name: jwt, namespace: istio-system}\nspec:\n  \
+                    failStrategy: !!binary RkFJTF9PUEVO\n  phase: AUTHZ\n  pluginConfig:\n    \
+                    settings: {phase: preAuthz}\n    policies:\n    - spec:\n        \
+                    config:\n          providers:\n            p:\n              \
+                    remote: {url: 'https://idp.example.com/jwks'}\n";
+        let path = temp("binary.yaml", text);
+        let (ok, out) = check(&path);
+        assert!(
+            !ok,
+            "failStrategy !!binary RkFJTF9PUEVO (FAIL_OPEN) passed check: {out}"
+        );
+    }
+
+    /// Finding 7. `emit` (render's output) leaves strings unquoted that YAML 1.1 reads as
+    /// numbers: yaml-rust2's `need_quotes` knows `0x…` and what Rust parses as a number, not
+    /// `0o…`, `0b…`, `1_000` or `+0x…` (goyaml.v2: `strconv.ParseInt(s, 0, 64)` after removing
+    /// `_`). A claim value "1_000" rendered into a WasmPlugin arrives at the filter as the
+    /// number 1000 (`expected a string`: the plugin's configuration is refused).
+    #[test]
+    fn review8_render_leaves_yaml_1_1_numbers_unquoted() {
+        let mut out = String::new();
+        let values = ["0o17", "0b101", "1_000", "+0x1bb"];
+        emit(&[serde_json::json!({ "values": values })], &mut out).unwrap();
+        let unquoted: Vec<&str> = values
+            .iter()
+            .copied()
+            .filter(|v| out.contains(&format!("- {v}\n")))
+            .collect();
+        assert!(
+            unquoted.is_empty(),
+            "emitted bare, numbers to Kubernetes: {unquoted:?}\n{out}"
+        );
+    }
+
+    /// Finding 8. A JSON file goes through `serde_json::Value` first, which keeps the LAST of
+    /// a repeated member silently; the filter's own refusal of repeated members (review 4: "a
+    /// reviewer read REQUIRE_VALID, the filter ran ALLOW_MISSING_OR_FAILED") then never sees
+    /// them, since the document is re-serialized. The same document in YAML is refused
+    /// (yaml-rust2: duplicated key). `check` approves the JSON one.
+    #[test]
+    fn review8_a_json_file_with_a_repeated_member_passes_the_check() {
+        let text = r#"{"kind": "JWTPolicy", "metadata": {"name": "p", "namespace": "ns"},
+  "spec": {"config": {"validationPolicy": "REQUIRE_VALID",
+    "providers": {"p": {"remote": {"url": "https://idp.example.com/jwks"}}},
+    "validationPolicy": "ALLOW_MISSING_OR_FAILED"}}}"#;
+        let path = temp("repeated.json", text);
+        let (ok, out) = check(&path);
+        assert!(
+            !ok,
+            "approved; what it read: {:?}; {out}",
+            load(&path).map(|d| d[0].pointer("/spec/config/validationPolicy").cloned())
+        );
+    }
+
+    /// What held: duplicated keys are refused by yaml-rust2; `yes`/`on`/`y` where a boolean is
+    /// due are strings and refused; `0443`, `-012`, `0o443` refused; `!!str 0443` is a string
+    /// on both sides (the filter parses it as 443 on both).
+    #[test]
+    fn review8_held_duplicates_booleans_and_leading_zeros() {
+        let dup = policy(
+            "    validationPolicy: REQUIRE_VALID\n    validationPolicy: ALLOW_MISSING_OR_FAILED\n",
+            "443",
+        );
+        assert!(load(&temp("dup.yaml", &dup)).is_err());
+        for b in ["yes", "on", "y", "Y", "NO", "off"] {
+            let text = policy(&format!("    allowMissingOrFailed: {b}\n"), "443");
+            assert!(!check(&temp("b.yaml", &text)).0, "{b}");
+        }
+        for n in ["0443", "-012", "0o443", "+0443"] {
+            assert!(load(&temp("n.yaml", &policy("", n))).is_err(), "{n}");
+        }
+        assert!(check(&temp("s.yaml", &policy("", "!!str 0443"))).0);
+    }
+}
