@@ -75,7 +75,8 @@ impl Default for Limits {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// In the order the phases run (`Ord`: preAuthz first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Phase {
     PreAuthz,
     PostAuthz,

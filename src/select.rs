@@ -374,36 +374,64 @@ pub fn selecting(config: &Config, info: &mut dyn RouteInfo) -> Result<Governing,
     Ok(Governing { enforce, shadow })
 }
 
-/// The dry-run policies older than the enforcing policy that selects the request (all, with
-/// none) that this proxy cannot evaluate for it ([`cannot_evaluate`]), and that this instance
-/// handles: whether one of them was meant for the request is unknown. A dry run never denies,
-/// so nothing is refused; but nothing from the client is trusted that it would write either:
-/// the caller removes their claim headers. The instance that runs the policy deciding the
-/// request (`who`, [`selecting`]'s answer) does it, before that policy writes its own headers
-/// (which may share a name); with none deciding, the instance of each one's own phase. Empty
-/// (no allocation) unless a dry-run policy with claim headers is in doubt.
-pub fn doubtful_dry_runs(config: &Config, who: Governing, info: &mut dyn RouteInfo) -> Vec<usize> {
-    let deciding = who.enforce.or(who.shadow).is_some();
-    let here = for_phase(config, who) != Governing::default();
-    if deciding && !here {
-        return Vec::new();
-    }
+/// What the policies do with a request, whatever the phases: who decides it ([`selecting`]) and
+/// whose claim headers are removed besides ([`stripped`]). Two requests (or one before and after
+/// its route changed) are treated alike only when both are the same.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selection {
+    pub who: Governing,
+    pub stripped: Vec<usize>,
+}
+
+/// [`Selection`] of the request.
+pub fn selection(config: &Config, info: &mut dyn RouteInfo) -> Result<Selection, Unevaluable> {
+    let who = selecting(config, info)?;
+    let stripped = stripped(config, who, info);
+    Ok(Selection { who, stripped })
+}
+
+/// The dry-run policies whose claim headers are never taken from the client on this request,
+/// whatever the phases: every dry run older than the enforcing policy that selects it (every
+/// dry run, with none) that selects the request or that this proxy cannot evaluate for it
+/// ([`cannot_evaluate`]: whether it was meant for the request is unknown), except the one
+/// deciding alone (its own decision removes them). Each would write its headers once enforced
+/// (an older dry run would govern), so an upstream or an AuthorizationPolicy rolled out with it
+/// may already read them. A dry run never denies: nothing else of these reaches the request.
+/// Which instance removes them: [`strips_here`]. Empty (no allocation) without dry runs.
+pub fn stripped(config: &Config, who: Governing, info: &mut dyn RouteInfo) -> Vec<usize> {
     let istio = config.settings.istio;
-    let mut doubtful = Vec::new();
+    let alone = who.enforce.is_none().then_some(who.shadow).flatten();
+    let mut out = Vec::new();
     for (i, p) in config.policies.iter().enumerate() {
         if who.enforce.is_some_and(|e| i >= e) {
             break;
         }
         if p.dry_run
             && !p.spoofable_headers.is_empty()
-            && (deciding || serves(config, i))
-            && !selects(p, istio, info)
-            && cannot_evaluate(p, istio, info).is_some()
+            && alone != Some(i)
+            && (selects(p, istio, info) || cannot_evaluate(p, istio, info).is_some())
         {
-            doubtful.push(i);
+            out.push(i);
         }
     }
-    doubtful
+    out
+}
+
+/// Whether this instance removes the client's copies of dry run `d`'s claim headers
+/// ([`stripped`]): the instance of the earlier of its phase and the deciding policy's (the
+/// enforcing one, else the dry run deciding alone; preAuthz runs first), so that they are gone
+/// before an AuthorizationPolicy between the phases reads them and no instance removes a header
+/// an earlier one wrote; with no policy deciding, its own phase's.
+pub fn strips_here(config: &Config, who: Governing, d: usize) -> bool {
+    let phase = |i: usize| config.policies.get(i).map(|p| p.phase);
+    let Some(own) = phase(d) else {
+        return false;
+    };
+    let at = match who.enforce.or(who.shadow).and_then(phase) {
+        Some(deciding) => own.min(deciding),
+        None => own,
+    };
+    config.settings.phase.is_none_or(|here| here == at)
 }
 
 /// The index of the oldest enforcing policy that selects the request, whatever its phase: the
@@ -1193,9 +1221,9 @@ mod tests {
     }
 
     #[test]
-    fn dry_runs_this_proxy_cannot_evaluate_are_in_doubt_only_when_older_and_writing_headers() {
+    fn dry_runs_older_than_the_enforcing_policy_that_select_or_are_in_doubt_are_stripped() {
         // On an Istio sidecar's inbound side: a route-name selector cannot be evaluated.
-        let named = |name: &str, created: &str, dry: bool, headers: bool| {
+        let named = |name: &str, created: &str, dry: bool, headers: bool, route: Value| {
             let mut config =
                 json!({"providers": {"p": {"local": {"inline": crate::testkit::pem("ec256")}}}});
             if headers {
@@ -1205,37 +1233,56 @@ mod tests {
             let mut r = resource(
                 name,
                 created,
-                json!({"applyToRoutes": [{"route": {"name": "checkout"}}], "config": config}),
+                json!({"applyToRoutes": [route], "config": config}),
             );
             if dry {
                 r["metadata"]["annotations"] = json!({"jwt-policy/dry-run": "true"});
             }
             r
         };
-        let everywhere = resource("all", "2024-06-01T00:00:00Z", json!({}));
+        let checkout = json!({"route": {"name": "checkout"}});
+        let every = json!({});
         let c = istio_config(vec![
-            named("rollout", "2024-01-01T00:00:00Z", true, true),
-            named("quiet", "2024-02-01T00:00:00Z", true, false),
-            everywhere,
-            named("later", "2025-01-01T00:00:00Z", true, true),
+            named(
+                "rollout",
+                "2024-01-01T00:00:00Z",
+                true,
+                true,
+                checkout.clone(),
+            ),
+            named(
+                "quiet",
+                "2024-02-01T00:00:00Z",
+                true,
+                false,
+                checkout.clone(),
+            ),
+            named("second", "2024-03-01T00:00:00Z", true, true, every.clone()),
+            resource("all", "2024-06-01T00:00:00Z", json!({})),
+            named("later", "2025-01-01T00:00:00Z", true, true, checkout),
         ]);
         let inbound = || at_cluster("inbound|8080||", Some("default"));
         let who = governing_and_shadow(&c, &mut inbound()).unwrap();
-        assert_eq!(who.enforce, Some(2));
-        assert_eq!(who.shadow, None);
-        // `rollout` is older and writes x-sub: in doubt. `quiet` writes nothing; `later` is
-        // younger than the enforcing policy (it would never govern).
-        assert_eq!(doubtful_dry_runs(&c, who, &mut inbound()), vec![0]);
-        let none = Governing::default();
-        assert_eq!(doubtful_dry_runs(&c, none, &mut inbound()), vec![0, 3]);
-        // Where route names are Istio's (outbound side), nothing is in doubt.
+        assert_eq!((who.enforce, who.shadow), (Some(3), Some(2)));
+        // `rollout` is older and in doubt; `second` selects (the shadow); `quiet` writes
+        // nothing; `later` is younger than the enforcing policy (it would never govern).
+        assert_eq!(stripped(&c, who, &mut inbound()), vec![0, 2]);
+        // With no enforcing policy, every dry run but the one deciding alone.
+        let alone = Governing {
+            enforce: None,
+            shadow: Some(2),
+        };
+        assert_eq!(stripped(&c, alone, &mut inbound()), vec![0, 4]);
+        // Where route names are Istio's (outbound side), only the selecting ones.
         let outbound = || {
             at_cluster(
                 "outbound|80||checkout.shop.svc.cluster.local",
                 Some("checkout"),
             )
         };
-        assert!(doubtful_dry_runs(&c, who, &mut outbound()).is_empty());
+        assert_eq!(stripped(&c, who, &mut outbound()), vec![0, 2]);
+        let elsewhere = || at_cluster("outbound|80||other.shop.svc.cluster.local", Some("other"));
+        assert_eq!(stripped(&c, who, &mut elsewhere()), vec![2]);
         // With one enforcing policy nothing is read beyond its own selection.
         let one = config_of(vec![resource("all", "2024-06-01T00:00:00Z", json!({}))]);
         let mut info = inbound();
@@ -1243,8 +1290,67 @@ mod tests {
             enforce: Some(0),
             shadow: None,
         };
-        assert!(doubtful_dry_runs(&one, who, &mut info).is_empty());
+        assert!(stripped(&one, who, &mut info).is_empty());
         assert!(info.reads.is_empty());
+    }
+
+    #[test]
+    fn a_dry_runs_headers_are_stripped_in_the_earlier_of_its_phase_and_the_deciding_ones() {
+        let phased = |phase: &str, dry: bool, created: &str| {
+            let mut r = resource(
+                if dry { "dry" } else { "enforced" },
+                created,
+                json!({"config": {"phase": {phase: {}}, "providers": {"p": {
+                    "local": {"inline": crate::testkit::pem("ec256")}}}}}),
+            );
+            if dry {
+                r["metadata"]["annotations"] = json!({"jwt-policy/dry-run": "true"});
+            }
+            r
+        };
+        let instance = |policies: Vec<Value>, phase: &str| {
+            config::parse(
+                json!({"policies": policies, "settings": {"phase": phase}})
+                    .to_string()
+                    .as_bytes(),
+            )
+            .unwrap()
+        };
+        let who = Governing {
+            enforce: Some(1),
+            shadow: Some(0),
+        };
+        for (dry, enforced, at) in [
+            ("preAuthz", "postAuthz", "preAuthz"),
+            ("postAuthz", "preAuthz", "preAuthz"),
+            ("postAuthz", "postAuthz", "postAuthz"),
+        ] {
+            let policies = vec![
+                phased(dry, true, "2024-01-01T00:00:00Z"),
+                phased(enforced, false, "2024-02-01T00:00:00Z"),
+            ];
+            // (An instance of a phase no policy has is refused.)
+            for here in [dry, enforced] {
+                let c = instance(policies.clone(), here);
+                assert_eq!(
+                    strips_here(&c, who, 0),
+                    here == at,
+                    "{dry} {enforced} in {here}"
+                );
+            }
+        }
+        // No policy deciding: the dry run's own phase.
+        let policies = vec![
+            phased("postAuthz", true, "2024-01-01T00:00:00Z"),
+            phased("preAuthz", false, "2024-02-01T00:00:00Z"),
+        ];
+        let none = Governing::default();
+        assert!(!strips_here(
+            &instance(policies.clone(), "preAuthz"),
+            none,
+            0
+        ));
+        assert!(strips_here(&instance(policies, "postAuthz"), none, 0));
     }
 
     // ---- review 6 ----

@@ -61,7 +61,7 @@ pub struct Worker {
     /// Requests whose headers the filter changed, and the policy that governed them then: Envoy
     /// picks the route again after such a change, out of the filter's sight ([`Worker::on_response`]).
     /// Only with more than one policy (with one, no other policy can govern the new route).
-    moved: HashMap<u32, select::Governing>,
+    moved: HashMap<u32, select::Selection>,
 }
 
 /// A fetch of source `si` ended: the total counter and every provider's that uses the source.
@@ -188,23 +188,29 @@ impl Worker {
         deadline: Option<u64>,
     ) -> Flow {
         let config = Rc::clone(&self.config);
-        let (selecting, doubtful) = match governing(&config, host) {
-            Ok(g) => g,
+        let selection = match selection(&config, host) {
+            Ok(s) => s,
             Err(u) => return unevaluable(host, &config, &u),
         };
-        let who = select::for_phase(&config, selecting);
+        let who = select::for_phase(&config, selection.who);
+        // The dry runs whose claim headers this instance removes (none without dry runs).
+        let strip: Vec<usize> = (selection.stripped.iter().copied())
+            .filter(|d| select::strips_here(&config, selection.who, *d))
+            .collect();
         // The enforcing policy decides; with none, the dry-run one (it never denies). A dry-run
         // policy beside an enforcing one is decided as well, only to be counted and logged.
         let (primary, shadow) = match (who.enforce, who.shadow) {
             (Some(e), s) => (e, s),
             (None, Some(s)) => (s, None),
+            // Another instance's policy decides (later: this one removes first), or none does.
+            (None, None) if strip.is_empty() => return Flow::Continue,
             (None, None) => {
-                if !doubtful.is_empty()
-                    && let Some(headers) = host.request_headers()
-                {
-                    let view = RequestView { headers: &headers };
-                    self.strip(host, &config, &doubtful, &view, context_id, selecting);
-                }
+                let Some(headers) = host.request_headers() else {
+                    error!("cannot read the request headers");
+                    return reply(host, 500, None, "jwt policy filter cannot read the request");
+                };
+                let view = RequestView { headers: &headers };
+                self.strip(host, &config, &strip, &view, context_id, &selection);
                 return Flow::Continue;
             }
         };
@@ -250,11 +256,11 @@ impl Worker {
         );
         if let (Some(si), true) = (shadow, passes) {
             self.shadow(host, &config, si, &view, now);
-            // Nothing from the client is trusted that the dry-run policy would write either.
-            self.strip(host, &config, &[si], &view, context_id, selecting);
         }
-        if passes && !doubtful.is_empty() {
-            self.strip(host, &config, &doubtful, &view, context_id, selecting);
+        // Nothing from the client is trusted that the dry runs would write either (the shadow's
+        // headers among them), removed before the deciding policy writes its own.
+        if passes && !strip.is_empty() {
+            self.strip(host, &config, &strip, &view, context_id, &selection);
         }
         let (hits, misses) = self.cache.take_counts();
         host.count(Counter::CacheHit, hits);
@@ -277,7 +283,7 @@ impl Worker {
                     host.clear_route_cache();
                 }
                 if !ops.is_empty() || clear_route_cache {
-                    self.headers_changed(context_id, selecting);
+                    self.headers_changed(context_id, &selection);
                 }
                 host.count(Counter::Allowed, 1);
                 host.count(Counter::PolicyAllowed(pi), 1);
@@ -291,7 +297,7 @@ impl Worker {
                     }
                 }
                 if !ops.is_empty() {
-                    self.headers_changed(context_id, selecting);
+                    self.headers_changed(context_id, &selection);
                 }
                 info!(
                     "{} (dry run) would have denied a request: {status}",
@@ -397,9 +403,8 @@ impl Worker {
         }
     }
 
-    /// Removes the client's copies of the claim headers `dry_runs` would write (a shadow beside
-    /// the enforcing policy, or dry runs in doubt: [`select::doubtful_dry_runs`]), before the
-    /// enforcing policy's own header changes.
+    /// Removes the client's copies of the claim headers `dry_runs` would write
+    /// ([`select::stripped`]), before the deciding policy's own header changes.
     fn strip(
         &mut self,
         host: &mut impl Host,
@@ -407,7 +412,7 @@ impl Worker {
         dry_runs: &[usize],
         view: &RequestView<'_>,
         context_id: u32,
-        selecting: select::Governing,
+        selection: &select::Selection,
     ) {
         let mut changed = false;
         for p in dry_runs.iter().filter_map(|i| config.policies.get(*i)) {
@@ -419,7 +424,7 @@ impl Worker {
             }
         }
         if changed {
-            self.headers_changed(context_id, selecting);
+            self.headers_changed(context_id, selection);
         }
     }
 
@@ -613,9 +618,9 @@ impl Worker {
 
     /// The policies `who` selected let the request on with changed headers: remembered for
     /// [`Worker::on_response`] when other policies could select the route Envoy picks next.
-    fn headers_changed(&mut self, context_id: u32, who: select::Governing) {
+    fn headers_changed(&mut self, context_id: u32, selection: &select::Selection) {
         if self.config.policies.len() > 1 {
-            self.moved.insert(context_id, who);
+            self.moved.insert(context_id, selection.clone());
         }
     }
 
@@ -645,15 +650,21 @@ impl Worker {
             i.and_then(|i| config.policies.get(i))
                 .map_or("none", |p| p.name.as_str())
         };
-        match select::selecting(&config, &mut route) {
+        match select::selection(&config, &mut route) {
             Err(u) => unevaluable(host, &config, &u),
             Ok(now)
-                if now.enforce.is_some_and(|e| before.enforce != Some(e))
-                    || now.shadow.is_some_and(|s| before.shadow != Some(s)) =>
+                if now
+                    .who
+                    .enforce
+                    .is_some_and(|e| before.who.enforce != Some(e))
+                    || now.who.shadow.is_some_and(|s| before.who.shadow != Some(s))
+                    || now.stripped.iter().any(|d| !before.stripped.contains(d)) =>
             {
+                let (before, now) = (&before.who, &now.who);
                 error!(
                     "a request authenticated under {} (dry run {}) went to a route that {} (dry \
-                     run {}) governs (the route changed with the filter's header changes): its \
+                     run {}) governs, or where another dry run's claim headers are never taken \
+                     from the client (the route changed with the filter's header changes): its \
                      response is refused",
                     name(before.enforce.or(before.shadow)),
                     name(before.shadow),
@@ -672,17 +683,14 @@ impl Worker {
     }
 }
 
-/// The policies selecting the route the host reports now, whatever the phases: the enforcing
-/// one and the dry-run one ([`select::selecting`]); and this instance's dry runs in doubt there
-/// ([`select::doubtful_dry_runs`]).
-fn governing(
+/// What the policies do with the request on the route the host reports now, whatever the
+/// phases ([`select::selection`]).
+fn selection(
     config: &Config,
     host: &mut impl Host,
-) -> Result<(select::Governing, Vec<usize>), select::Unevaluable> {
+) -> Result<select::Selection, select::Unevaluable> {
     let mut route = HostRoute::new(host, &config.settings.route_labels_namespace);
-    let who = select::selecting(config, &mut route)?;
-    let doubtful = select::doubtful_dry_runs(config, who, &mut route);
-    Ok((who, doubtful))
+    select::selection(config, &mut route)
 }
 
 /// A policy older than the one that would govern cannot be evaluated here (a configuration
@@ -1399,7 +1407,7 @@ mod review8_tests {
         let inbound = "inbound|8080||";
         let bearer = ("authorization", format!("Bearer {}", token("RS256")));
         let mut pre = istio(policies.clone(), Some("preAuthz"));
-        let mut host = req("default", inbound, &[bearer.clone()]);
+        let mut host = req("default", inbound, std::slice::from_ref(&bearer));
         assert_eq!(pre.on_request(&mut host, 1), Flow::Continue);
         let written = sets(&host, "x-user");
         assert_eq!(written.len(), 1, "{:?}", host.ops);

@@ -252,15 +252,19 @@ pub(crate) fn explain(args: &[String], out: &mut String) -> Result<bool, String>
 
     let mut report = json!({"now": now, "now_utc": utc(now)});
     // Selection: the oldest enforcing policy that selects governs (the filter's own function).
-    let selection = select::selecting(&config, &mut route);
-    let who = selection.clone().unwrap_or_default();
-    let doubtful = match selection {
-        Ok(who) => select::doubtful_dry_runs(&config, who, &mut route),
-        Err(_) => Vec::new(),
-    };
+    let selection = select::selection(&config, &mut route);
+    let who = selection.as_ref().map(|s| s.who).unwrap_or_default();
+    let stripped = selection
+        .as_ref()
+        .map(|s| s.stripped.clone())
+        .unwrap_or_default();
     let mut rows = Vec::new();
+    let mut doubtful = Vec::new();
     for (i, p) in config.policies.iter().enumerate() {
         let selects = select::selects(p, config.settings.istio, &mut route);
+        if stripped.contains(&i) && !selects {
+            doubtful.push(i);
+        }
         let why = if p.routes.is_none() && p.destinations.is_none() {
             "no applyToRoutes / applyToDestinations: selects every request".to_owned()
         } else {
@@ -305,20 +309,18 @@ pub(crate) fn explain(args: &[String], out: &mut String) -> Result<bool, String>
         );
     }
     // What the filter removes besides the deciding policy's own changes, before them: the
-    // claim headers of the dry run beside it and of the dry runs in doubt.
-    let mut stripped: Vec<String> = Vec::new();
-    let beside = governing.and(shadow);
-    for p in beside
-        .iter()
-        .chain(&doubtful)
-        .filter_map(|i| config.policies.get(*i))
-    {
-        for h in &p.spoofable_headers {
-            if !stripped.contains(h) && headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(h)) {
-                stripped.push(h.clone());
+    // client's copies of the claim headers of the dry runs older than it (`select::stripped`).
+    let stripped: Vec<String> = {
+        let mut names: Vec<String> = Vec::new();
+        for p in stripped.iter().filter_map(|i| config.policies.get(*i)) {
+            for h in &p.spoofable_headers {
+                if !names.contains(h) && headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(h)) {
+                    names.push(h.clone());
+                }
             }
         }
-    }
+        names
+    };
     if !doubtful.is_empty() {
         let names: Vec<&str> = doubtful
             .iter()
