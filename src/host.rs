@@ -77,6 +77,7 @@ pub struct HostRoute<'h, 'n, H: Host> {
     name: Option<Option<String>>,
     cluster: Option<Option<String>>,
     services: Option<Option<Vec<(String, String)>>>,
+    local: Option<Option<(String, String)>>,
 }
 
 impl<'h, 'n, H: Host> HostRoute<'h, 'n, H> {
@@ -89,6 +90,7 @@ impl<'h, 'n, H: Host> HostRoute<'h, 'n, H> {
             name: None,
             cluster: None,
             services: None,
+            local: None,
         }
     }
 
@@ -155,14 +157,21 @@ impl<H: Host> RouteInfo for HostRoute<'_, '_, H> {
     }
 
     fn local_service(&mut self) -> Option<(String, String)> {
-        let namespace = self.string(&["xds", "node", "metadata", "NAMESPACE"])?;
-        let labels = self
-            .host
-            .property(&["xds", "node", "metadata", "LABELS"])
-            .and_then(|b| select::decode_pairs(&b))?;
-        let name = labels
-            .get("service.istio.io/canonical-name")
-            .or_else(|| labels.get("app"))?;
-        Some((name.clone(), namespace))
+        if self.local.is_none() {
+            let mut read = || -> Option<(String, String)> {
+                let namespace = self.string(&["xds", "node", "metadata", "NAMESPACE"])?;
+                let labels = self
+                    .host
+                    .property(&["xds", "node", "metadata", "LABELS"])
+                    .and_then(|b| select::decode_pairs(&b))?;
+                let name = labels
+                    .get("service.istio.io/canonical-name")
+                    .or_else(|| labels.get("app"))?;
+                Some((name.clone(), namespace))
+            };
+            let value = read();
+            self.local = Some(value);
+        }
+        self.local.clone().flatten()
     }
 }
