@@ -183,13 +183,18 @@ fn wasmplugin_errors(doc: &Value) -> Vec<ConfigError> {
             reason,
         })
     };
-    if spec("failStrategy") == Some("FAIL_OPEN") {
-        push(
+    match (doc.pointer("/spec/failStrategy"), spec("failStrategy")) {
+        (None, _) | (_, Some("FAIL_CLOSE")) => {}
+        (_, Some("FAIL_OPEN")) => push(
             "spec.failStrategy",
             "FAIL_OPEN skips the filter whenever the module cannot load or configure, which \
              opens every route it guards: use FAIL_CLOSE"
                 .to_owned(),
-        );
+        ),
+        (Some(other), _) => push(
+            "spec.failStrategy",
+            format!("{other}: not FAIL_CLOSE (the only value that never lets traffic through)"),
+        ),
     }
     // The policies this instance holds, whatever the pluginConfig's shape (one spec, one
     // resource, or {policies, settings}); none when it does not load (reported above).
@@ -369,6 +374,14 @@ mod tests {
             paths(&plugin("FAIL_OPEN", "AUTHZ", "CLIENT")),
             ["spec.failStrategy"]
         );
+        // Any other spelling too (review 8: a `!!binary` FAIL_OPEN was text here).
+        for other in ["FAIL_CLOSED", "fail_open", "RkFJTF9PUEVO"] {
+            assert_eq!(
+                paths(&plugin(other, "AUTHZ", "CLIENT")),
+                ["spec.failStrategy"],
+                "{other}"
+            );
+        }
         assert_eq!(
             paths(&plugin("FAIL_CLOSE", "STATS", "CLIENT")),
             ["spec.phase"]

@@ -1,23 +1,17 @@
 //! Policy documents: YAML or JSON files in, JSON values out, and YAML out again.
 
-use serde_json::{Value, json};
-use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
-use yaml_rust2::scanner::{Marker, TScalarStyle};
+use serde_json::Value;
 use yaml_rust2::{Yaml, YamlEmitter, YamlLoader};
 
+use super::yaml11;
 use crate::config;
 
 /// A YAML node as JSON (keys become strings, as Kubernetes YAML is JSON-compatible).
 pub(crate) fn to_json(y: &Yaml) -> Value {
+    if let Some(scalar) = yaml11::scalar_json(y) {
+        return scalar;
+    }
     match y {
-        Yaml::Real(s) => s
-            .parse::<f64>()
-            .ok()
-            .and_then(|f| serde_json::Number::from_f64(f).map(Value::Number))
-            .unwrap_or_else(|| Value::String(s.clone())),
-        Yaml::Integer(i) => json!(i),
-        Yaml::String(s) => Value::String(s.clone()),
-        Yaml::Boolean(b) => Value::Bool(*b),
         Yaml::Array(a) => Value::Array(a.iter().map(to_json).collect()),
         Yaml::Hash(h) => Value::Object(
             h.iter()
@@ -32,7 +26,9 @@ pub(crate) fn to_json(y: &Yaml) -> Value {
                 })
                 .collect(),
         ),
-        Yaml::Alias(_) | Yaml::Null | Yaml::BadValue => Value::Null,
+        // Scalars are above; an alias is resolved by the loader; a tag yaml-rust2 cannot read
+        // (BadValue) is refused before (`yaml11::first_divergence`).
+        _ => Value::Null,
     }
 }
 
@@ -55,18 +51,17 @@ pub(crate) fn to_yaml(v: &Value) -> Yaml {
     }
 }
 
-/// Every document of a YAML or JSON file.
+/// Every document of a YAML or JSON file; the items of a `List` (`kind: List`, `…List`: what
+/// `kubectl get -o yaml` writes, and `kubectl apply` applies item by item). Refused where
+/// Kubernetes would read the file otherwise: a member repeated in one JSON object (kept last
+/// here, while a reviewer reads the first), a YAML merge key, a YAML tag or scalar that YAML 1.1
+/// resolves otherwise ([`yaml11`]).
 pub(crate) fn load(path: &str) -> Result<Vec<Value>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
-    if let Ok(v) = serde_json::from_str::<Value>(&text) {
-        return Ok(match v {
-            Value::Object(m) if m.get("kind").and_then(Value::as_str) == Some("List") => m
-                .get("items")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default(),
-            other => vec![other],
-        });
+    if serde_json::from_str::<serde::de::IgnoredAny>(&text).is_ok() {
+        let v = crate::json::parse_config_json(text.as_bytes())
+            .map_err(|e| format!("{path}: {e}: what it checks would not be what runs"))?;
+        return Ok(items(vec![v]));
     }
     let docs =
         YamlLoader::load_from_str(&text).map_err(|e| format!("{path}: not YAML or JSON: {e}"))?;
@@ -79,57 +74,37 @@ pub(crate) fn load(path: &str) -> Result<Vec<Value>, String> {
             ))
         })?;
     }
-    if let Some((mark, number, why)) = ambiguous_number(&text) {
+    if let Some(d) = yaml11::first_divergence(&text) {
         return Err(format!(
-            "{path}: line {} column {}: `{number}`, {why}: what it checks would not be what \
-             runs; quote it, or write the number in decimal without a leading zero",
-            mark.line(),
-            mark.col() + 1
+            "{path}: line {} column {}: `{}`: {}: what it checks would not be what runs; quote \
+             a string, write a number in decimal without a leading zero, a boolean as \
+             true/false, null as null",
+            d.at.line(),
+            d.at.col() + 1,
+            d.text,
+            d.why
         ));
     }
-    Ok(docs.iter().map(to_json).filter(|d| !d.is_null()).collect())
+    Ok(items(
+        docs.iter().map(to_json).filter(|d| !d.is_null()).collect(),
+    ))
 }
 
-/// The first plain (unquoted, untagged) scalar whose meaning Kubernetes (YAML 1.1, as
-/// `kubectl` and the API machinery read it) and this command (YAML 1.2) differ on: `0443` is
-/// octal 291 there and decimal 443 here; `0o443` a string there and octal 291 here.
-fn ambiguous_number(text: &str) -> Option<(Marker, String, String)> {
-    #[derive(Default)]
-    struct First(Option<(Marker, String, String)>);
-    impl MarkedEventReceiver for First {
-        fn on_event(&mut self, ev: Event, mark: Marker) {
-            if let (None, Event::Scalar(v, TScalarStyle::Plain, _, None)) = (&self.0, ev) {
-                let digits = v.strip_prefix(['-', '+']).unwrap_or(&v);
-                let why = if digits.len() > 1
-                    && digits.starts_with('0')
-                    && digits.bytes().all(|b| b.is_ascii_digit())
-                {
-                    let octal = i64::from_str_radix(digits, 8)
-                        .map_or_else(|_| "not a number".to_owned(), |n| format!("the octal {n}"));
-                    Some(format!(
-                        "a number Kubernetes reads as octal (YAML 1.1: {octal}) and this \
-                         command as decimal"
-                    ))
-                } else if digits
-                    .strip_prefix("0o")
-                    .is_some_and(|o| !o.is_empty() && o.bytes().all(|b| (b'0'..=b'7').contains(&b)))
-                {
-                    Some(
-                        "a string to Kubernetes (YAML 1.1) and an octal number to this command"
-                            .to_owned(),
-                    )
-                } else {
-                    None
-                };
-                if let Some(why) = why {
-                    self.0 = Some((mark, v, why));
+/// The documents, each `List` replaced by its items.
+fn items(docs: Vec<Value>) -> Vec<Value> {
+    let mut out = Vec::new();
+    for doc in docs {
+        let list = kind(&doc).ends_with("List");
+        match doc {
+            Value::Object(mut m) if list && m.get("items").is_some_and(Value::is_array) => {
+                if let Some(Value::Array(items)) = m.remove("items") {
+                    out.extend(items);
                 }
             }
+            other => out.push(other),
         }
     }
-    let mut first = First::default();
-    Parser::new_from_str(text).load(&mut first, true).ok()?;
-    first.0
+    out
 }
 
 /// Where the first `<<` key is (a JSON-path-like location), if any.
@@ -205,6 +180,13 @@ pub(crate) fn emit(docs: &[Value], out: &mut String) -> Result<(), String> {
         YamlEmitter::new(&mut text)
             .dump(&to_yaml(doc))
             .map_err(|e| format!("cannot write YAML: {e:?}"))?;
+        let text = yaml11::quote_divergent(&text, doc);
+        if let Some(d) = yaml11::first_divergence(&text) {
+            return Err(format!(
+                "cannot write `{}` so Kubernetes reads it as written: {}",
+                d.text, d.why
+            ));
+        }
         out.push_str(&text);
         out.push('\n');
     }
@@ -368,7 +350,7 @@ mod review8_tests {
     }
 
     /// What held: duplicated keys are refused by yaml-rust2; `yes`/`on`/`y` where a boolean is
-    /// due are strings and refused; `0443`, `-012`, `0o443` refused; `!!str 0443` is a string
+    /// due are strings and refused; `0443`, `-012` refused; `!!str 0443` is a string
     /// on both sides (the filter parses it as 443 on both).
     #[test]
     fn review8_held_duplicates_booleans_and_leading_zeros() {
@@ -381,9 +363,11 @@ mod review8_tests {
             let text = policy(&format!("    allowMissingOrFailed: {b}\n"), "443");
             assert!(!check(&temp("b.yaml", &text)).0, "{b}");
         }
-        for n in ["0443", "-012", "0o443", "+0443"] {
+        for n in ["0443", "-012", "+0443"] {
             assert!(load(&temp("n.yaml", &policy("", n))).is_err(), "{n}");
         }
+        // (Fixed with this review: `0o443` is 291 to both, Go's ParseInt reading `0o` too.)
+        assert!(load(&temp("n.yaml", &policy("", "0o443"))).is_ok());
         assert!(check(&temp("s.yaml", &policy("", "!!str 0443"))).0);
     }
 }

@@ -11,6 +11,7 @@ mod explain;
 mod flags;
 mod render;
 mod token;
+mod yaml11;
 
 const USAGE: &str = "\
 usage:
@@ -351,9 +352,16 @@ mod tests {
             )
         };
         for (number, says) in [
-            ("0443", "octal (YAML 1.1: the octal 291)"),
-            ("-012", "octal"),
-            ("0o443", "a string to Kubernetes"),
+            (
+                "0443",
+                "Kubernetes (YAML 1.1) reads the number 291 and this command (YAML 1.2) the number 443",
+            ),
+            ("-012", "the number -10"),
+            ("+0443", "the number 291"),
+            (
+                "1_000",
+                "reads the number 1000 and this command (YAML 1.2) the string \"1_000\"",
+            ),
         ] {
             let path = temp("leading-zero.yaml", &doc(number));
             let e = super::docs::load(&path).unwrap_err();
@@ -368,7 +376,10 @@ mod tests {
                 "{number}: {out}{err}"
             );
         }
-        for fine in ["443", "0", "'0443'", "\"0443\"", "-1", "0x1bb"] {
+        // Both read these alike (Go's ParseInt takes `0o`; `08080` is the float 8080 there).
+        for fine in [
+            "443", "0", "'0443'", "\"0443\"", "-1", "0x1bb", "0o443", "08080",
+        ] {
             let path = temp("leading-zero-ok.yaml", &doc(fine));
             assert!(super::docs::load(&path).is_ok(), "{fine}");
         }
