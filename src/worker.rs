@@ -1015,7 +1015,7 @@ mod review7_tests {
         }
     }
 
-    fn sets(ops: &[HeaderOp], header: &str) -> Vec<String> {
+    pub(super) fn sets(ops: &[HeaderOp], header: &str) -> Vec<String> {
         ops.iter()
             .filter_map(|op| match op {
                 HeaderOp::Set(h, v) | HeaderOp::Add(h, v) if h == header => Some(v.clone()),
@@ -1324,6 +1324,38 @@ mod review8_tests {
         r
     }
 
+    /// The dry run `rollout` of these tests (day 1, its token in `x-dev-token`, ec256 key), over
+    /// `select`, of `phase`, writing `sub` to `header`.
+    fn rollout(select: Value, phase: &str, header: &str) -> Value {
+        policy(
+            "rollout",
+            1,
+            true,
+            select,
+            phase,
+            "ec256",
+            "x-dev-token",
+            "sub",
+            header,
+        )
+    }
+
+    /// The enforcing policy of these tests (day 2, its token in `authorization`, rsa key), over
+    /// every route, of `phase`, writing `sub` to `header`.
+    fn enforced(phase: &str, header: &str) -> Value {
+        policy(
+            "enforced",
+            2,
+            false,
+            json!({"applyToRoutes": []}),
+            phase,
+            "rsa",
+            "authorization",
+            "sub",
+            header,
+        )
+    }
+
     fn routes(names: &[&str]) -> Value {
         let list: Vec<Value> = names
             .iter()
@@ -1363,13 +1395,7 @@ mod review8_tests {
     }
 
     fn sets(host: &Rec, header: &str) -> Vec<String> {
-        host.ops
-            .iter()
-            .filter_map(|op| match op {
-                HeaderOp::Set(h, v) | HeaderOp::Add(h, v) if h == header => Some(v.clone()),
-                _ => None,
-            })
-            .collect()
+        super::review7_tests::sets(&host.ops, header)
     }
 
     /// Finding 1. Per-phase instances (`render --istio`): an older postAuthz dry run with a
@@ -1381,28 +1407,8 @@ mod review8_tests {
     #[test]
     fn review8_the_dry_runs_later_phase_removes_the_enforcing_policys_fresh_header() {
         let policies = vec![
-            policy(
-                "rollout",
-                1,
-                true,
-                routes(&["checkout"]),
-                "postAuthz",
-                "ec256",
-                "x-dev-token",
-                "sub",
-                "x-user",
-            ),
-            policy(
-                "enforced",
-                2,
-                false,
-                json!({"applyToRoutes": []}),
-                "preAuthz",
-                "rsa",
-                "authorization",
-                "sub",
-                "x-user",
-            ),
+            rollout(routes(&["checkout"]), "postAuthz", "x-user"),
+            enforced("preAuthz", "x-user"),
         ];
         let inbound = "inbound|8080||";
         let bearer = ("authorization", format!("Bearer {}", token("RS256")));
@@ -1543,15 +1549,9 @@ mod review8_tests {
     #[test]
     fn review8_a_request_moved_onto_a_cluster_where_a_dry_run_is_in_doubt_is_kept() {
         let policies = vec![
-            policy(
-                "rollout",
-                1,
-                true,
+            rollout(
                 json!({"applyToDestinations": [{"selector": {"name": "httpbin", "namespace": "httpbin"}}]}),
                 "preAuthz",
-                "ec256",
-                "x-dev-token",
-                "sub",
                 "x-dev-sub",
             ),
             policy(
@@ -1596,28 +1596,8 @@ mod review8_tests {
     #[test]
     fn review8_held_single_instance_shared_header_order_preflight_and_denial() {
         let policies = vec![
-            policy(
-                "rollout",
-                1,
-                true,
-                routes(&["checkout"]),
-                "preAuthz",
-                "ec256",
-                "x-dev-token",
-                "sub",
-                "x-user",
-            ),
-            policy(
-                "enforced",
-                2,
-                false,
-                json!({"applyToRoutes": []}),
-                "preAuthz",
-                "rsa",
-                "authorization",
-                "sub",
-                "x-user",
-            ),
+            rollout(routes(&["checkout"]), "preAuthz", "x-user"),
+            enforced("preAuthz", "x-user"),
         ];
         let inbound = "inbound|8080||";
         let mut w = istio(policies.clone(), None);
