@@ -371,3 +371,103 @@ mod review8_tests {
         assert!(check(&temp("s.yaml", &policy("", "!!str 0443"))).0);
     }
 }
+
+#[cfg(test)]
+mod review9_tests {
+    //! Review 9: YAML files `check` approves that Kubernetes (sigs.k8s.io/yaml on goyaml.v2)
+    //! applies with another meaning, and `render` output it reads otherwise.
+    use super::*;
+
+    fn temp(name: &str, text: &str) -> String {
+        let dir = std::env::temp_dir().join(format!("jwt-policy-review9-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+
+    fn check(path: &str) -> (bool, String) {
+        let mut out = String::new();
+        let ok = crate::cli::check::check(&[path.to_owned()], &mut out).unwrap_or(false);
+        (ok, out)
+    }
+
+    const WASMPLUGIN: &str = "apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\n\
+        metadata: {name: jwt, namespace: istio-system}\nspec:\n  \
+        phase: AUTHZ # reviewed COMMENT\n  pluginConfig:\n    settings: {phase: preAuthz}\n    \
+        policies:\n    - spec:\n        config:\n          providers:\n            p:\n              \
+        remote: {url: 'https://idp.example.com/jwks'}\n";
+
+    /// Finding 1 (critical). goyaml (every version: `is_break`) ends a line, and so a comment,
+    /// at NEL (U+0085), LS (U+2028) and PS (U+2029), YAML 1.1 line breaks; yaml-rust2 (YAML 1.2)
+    /// only at CR/LF, so for it the rest of the line is still the comment. A comment ending
+    /// in `<LS>  failStrategy: FAIL_OPEN` is nothing here and a member of `spec` to Kubernetes:
+    /// `check` approves a WasmPlugin that Kubernetes applies FAIL_OPEN (and likewise a
+    /// JWTPolicy with a hidden `allowMissingOrFailed: true`).
+    #[test]
+    fn review9_a_yaml_1_1_line_break_in_a_comment_hides_members_from_check() {
+        for brk in ['\u{2028}', '\u{2029}', '\u{85}'] {
+            let text = WASMPLUGIN.replace(
+                "COMMENT\n",
+                &format!("COMMENT{brk}  failStrategy: FAIL_OPEN\n"),
+            );
+            let path = temp("ls-comment.yaml", &text);
+            let (ok, out) = check(&path);
+            assert!(
+                !ok,
+                "U+{:04X}: approved; Kubernetes reads spec.failStrategy: FAIL_OPEN: {out}",
+                brk as u32
+            );
+        }
+    }
+
+    /// Finding 1b. The same in a JWTPolicy: `# owner: team-a<LS>    allowMissingOrFailed: true`.
+    #[test]
+    fn review9_a_line_separator_in_a_comment_hides_allow_missing_or_failed() {
+        let text = "kind: JWTPolicy\nmetadata: {name: p, namespace: ns}\nspec:\n  config:\n    \
+                    # owner: team-a\u{2028}    allowMissingOrFailed: true\n    providers:\n      \
+                    p:\n        issuer: https://idp.example.com\n        \
+                    remote: {url: 'https://idp.example.com/jwks'}\n";
+        let path = temp("ls-policy.yaml", text);
+        let docs = load(&path);
+        assert!(
+            docs.is_err(),
+            "loaded as {:?}; Kubernetes reads spec.config.allowMissingOrFailed: true",
+            docs.map(|d| d[0].pointer("/spec/config").cloned())
+        );
+    }
+
+    /// Finding 2. `render` (emit) writes a string holding U+2028/U+2029/U+0085 as a plain or
+    /// double-quoted scalar with the character raw. goyaml folds a raw NEL inside a quoted
+    /// scalar into a space (read_line turns it into `\n`), and ends a plain scalar's line at
+    /// any of the three. What Kubernetes reads is not the string rendered.
+    #[test]
+    fn review9_render_writes_yaml_1_1_line_breaks_raw() {
+        for s in ["https://idp.example.com/\u{85}a", "a\u{2028}b", "x\u{2029}y"] {
+            let mut out = String::new();
+            emit(&[serde_json::json!({ "issuer": s })], &mut out).unwrap();
+            assert!(
+                !out.contains(['\u{85}', '\u{2028}', '\u{2029}']),
+                "{s:?} emitted with a raw YAML 1.1 line break: {out:?}"
+            );
+        }
+    }
+
+    /// Finding 3. Map keys: to_json turns `1` and `'1'` (and `true` / `'true'`) into the same
+    /// JSON member silently (the last wins), the case refused for a JSON file (review 8,
+    /// finding 8); Kubernetes keeps both Go map keys until its own JSON conversion, where which
+    /// one survives follows Go's map order. Also `1.0:` is the member "1.0" here and "1" to
+    /// Kubernetes (strconv.FormatFloat(1, 'g', -1, 32)), `1e3:` "1e3" here and "1000" there: the
+    /// scalar comparison only checks numbers for equal values, not a key's spelling.
+    #[test]
+    fn review9_numeric_and_colliding_keys_are_not_refused() {
+        let collide = temp("collide.yaml", "a:\n  '1': first\n  1: second\n");
+        let spelled = temp("float-key.yaml", "a:\n  1.0: first\n  1e3: second\n");
+        let (c, s) = (load(&collide), load(&spelled));
+        assert!(
+            c.is_err() && s.is_err(),
+            "'1' and 1 read as one member: {c:?}; 1.0 and 1e3 read as {s:?} (Kubernetes: \"1\" \
+             and \"1000\")"
+        );
+    }
+}
