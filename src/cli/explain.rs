@@ -1232,3 +1232,51 @@ mod tests {
         assert_eq!(utc(u64::MAX).len(), utc(u64::MAX).len()); // no panic
     }
 }
+
+#[cfg(test)]
+mod review9_tests {
+    //! Review 9: explain against the filter.
+    use super::*;
+
+    fn cli(args: &[&str]) -> (i32, String, String) {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let (mut out, mut err) = (String::new(), String::new());
+        let code = crate::cli::run(&args, &mut out, &mut err);
+        (code, out, err)
+    }
+
+    /// Finding 5. `seen` (the headers minus the dry runs' stripped ones) is taken before
+    /// `--token` places the token: with `keepToken: true` the filter forwards the token header
+    /// (X-Auth here), and explain's "what the upstream sees" leaves it out. Before this change
+    /// `decision_json` got the headers after `place_token`.
+    #[test]
+    fn review9_explain_drops_the_token_it_placed_from_what_the_upstream_sees() {
+        let mut policy = crate::cli::docs::load("policies/dev-example.yaml").unwrap()[0].clone();
+        policy["spec"]["config"]["providers"]["dev-example"]["keepToken"] = json!(true);
+        let dir = std::env::temp_dir().join(format!("explain-review9-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("keep.json");
+        std::fs::write(&path, policy.to_string()).unwrap();
+        let path = path.to_string_lossy().into_owned();
+        let token = std::fs::read_to_string("policies/demo-keys/demo-token.jwt").unwrap();
+        let (code, out, err) = cli(&[
+            "explain",
+            &path,
+            "--route-label",
+            "route=httpbin",
+            "--token",
+            token.trim(),
+            "--now",
+            "1800000000",
+            "--json",
+        ]);
+        assert_eq!(code, 0, "{out}{err}");
+        let r: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(r["decision"]["verdict"], "allow", "{r:#}");
+        let seen = r["decision"]["upstream_headers"].as_array().unwrap();
+        assert!(
+            seen.iter().any(|h| h[0].as_str().is_some_and(|n| n.eq_ignore_ascii_case("x-auth"))),
+            "keepToken: the filter forwards X-Auth; explain shows {seen:?}"
+        );
+    }
+}
