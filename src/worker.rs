@@ -1650,3 +1650,143 @@ mod review8_tests {
         assert!(removes(&host, "x-user"));
     }
 }
+
+#[cfg(test)]
+mod review9_tests {
+    //! Review 9: an independent attack on the dry-run header removal across phases.
+    use super::route_change_tests::OneRequest as Rec;
+    use super::*;
+    use crate::authn::HeaderOp;
+    use crate::testkit::{pem, token};
+    use serde_json::{Value, json};
+
+    #[allow(clippy::too_many_arguments)]
+    fn policy(
+        name: &str,
+        day: u32,
+        dry: bool,
+        select: Value,
+        phase: &str,
+        key: &str,
+        from: &str,
+        claim: &str,
+        header: &str,
+    ) -> Value {
+        let mut spec = json!({"config": {
+            "phase": {phase: {}},
+            "providers": {"p": {
+                "local": {"inline": pem(key)},
+                "tokenSource": {"headers": [{"name": from, "prefix": "Bearer "}]},
+                "claimsToHeaders": [{"claim": claim, "header": header}]}}}});
+        if let (Some(s), Value::Object(e)) = (spec.as_object_mut(), select) {
+            s.extend(e);
+        }
+        let mut r = json!({"metadata": {"name": name,
+            "creationTimestamp": format!("2024-01-{day:02}T00:00:00Z")}, "spec": spec});
+        if dry {
+            r["metadata"]["annotations"] = json!({"jwt-policy/dry-run": "true"});
+        }
+        r
+    }
+
+    fn istio(policies: Vec<Value>, phase: Option<&str>) -> Worker {
+        let mut plugin = json!({"policies": policies});
+        if let Some(phase) = phase {
+            plugin["settings"] = json!({"phase": phase});
+        }
+        let c = crate::config::parse_on(plugin.to_string().as_bytes(), crate::config::Proxy::Istio);
+        Worker::new(c.unwrap())
+    }
+
+    fn req(headers: &[(String, Vec<u8>)]) -> Rec {
+        let mut h: Vec<crate::extract::Header> = vec![(":path".into(), b"/".to_vec())];
+        h.extend(headers.iter().cloned());
+        Rec {
+            route: "a".into(),
+            cluster: Some("outbound|80||a.shop.svc.cluster.local".into()),
+            headers: h,
+            ..Rec::default()
+        }
+    }
+
+    /// The request as an instance left it: its header changes applied.
+    fn after(host: &Rec) -> Vec<(String, Vec<u8>)> {
+        let mut h: Vec<(String, Vec<u8>)> = host
+            .headers
+            .iter()
+            .filter(|(n, _)| n != ":path")
+            .cloned()
+            .collect();
+        for op in &host.ops {
+            match op {
+                HeaderOp::Remove(n) => h.retain(|(x, _)| x != n),
+                HeaderOp::Set(n, v) => {
+                    h.retain(|(x, _)| x != n);
+                    h.push((n.clone(), v.clone().into_bytes()));
+                }
+                HeaderOp::Add(n, v) => h.push((n.clone(), v.clone().into_bytes())),
+                _ => {}
+            }
+        }
+        h
+    }
+
+    /// Finding 4. An older preAuthz dry run whose claim header is the header a younger
+    /// postAuthz enforcing policy reads its token from (`x-jwt`). With one instance the
+    /// enforcing policy decides first and the removal follows: a valid token passes. With
+    /// per-phase instances (`render --istio`) the removal is the preAuthz instance's (the
+    /// earlier phase), before the postAuthz instance has read the token: every request with a
+    /// valid token is refused 401 (and under ALLOW_MISSING passes with no claims at all). The
+    /// two deployments of the same policies disagree.
+    #[test]
+    fn review9_an_earlier_instance_removes_the_deciding_policys_token() {
+        let policies = vec![
+            policy(
+                "rollout",
+                1,
+                true,
+                json!({}),
+                "preAuthz",
+                "ec256",
+                "x-dev-token",
+                "sub",
+                "x-jwt",
+            ),
+            policy(
+                "enforced",
+                2,
+                false,
+                json!({}),
+                "postAuthz",
+                "rsa",
+                "x-jwt",
+                "sub",
+                "x-user",
+            ),
+        ];
+        let bearer = vec![(
+            "x-jwt".to_string(),
+            format!("Bearer {}", token("RS256")).into_bytes(),
+        )];
+        // One instance: allowed.
+        let mut one = istio(policies.clone(), None);
+        let mut host = req(&bearer);
+        assert_eq!(one.on_request(&mut host, 1), Flow::Continue);
+        assert!(host.replies.is_empty(), "{:?}", host.replies);
+        // Per-phase instances: preAuthz first, then postAuthz on what it left.
+        let mut pre = istio(policies.clone(), Some("preAuthz"));
+        let mut host = req(&bearer);
+        assert_eq!(pre.on_request(&mut host, 1), Flow::Continue);
+        let left = after(&host);
+        let pre_ops = host.ops.clone();
+        let mut post = istio(policies, Some("postAuthz"));
+        let mut host = req(&left);
+        let flow = post.on_request(&mut host, 1);
+        assert!(
+            flow == Flow::Continue && host.replies.is_empty(),
+            "the preAuthz instance removed the enforcing policy's token ({pre_ops:?}); the \
+             postAuthz instance answered {:?}",
+            host.replies
+        );
+    }
+}
