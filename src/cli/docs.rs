@@ -470,4 +470,68 @@ mod review9_tests {
              and \"1000\")"
         );
     }
+
+    /// Finding 6. kubectl decodes every document with an `items` member as a list
+    /// (apimachinery's unstructuredJSONScheme.decode: `if det.Items != nil`, whatever the
+    /// kind; Go's encoding/json matches `Items`/`ITEMS` too) and its FlattenListVisitor opens
+    /// lists inside lists. `items()` opens only a kind ending in `List`, one level deep, with
+    /// the member spelled `items`, and checks an item only by its own `kind`: each of these
+    /// applies a FAIL_OPEN WasmPlugin that `check` never looks at ("no JWTPolicy or
+    /// WasmPlugin", exit 0). (`Items` depends on the apimachinery version's JSON matching.)
+    #[test]
+    fn review9_lists_kubectl_opens_and_check_does_not() {
+        let plugin = "  - apiVersion: extensions.istio.io/v1alpha1\n    kind: WasmPlugin\n    \
+                      metadata: {name: jwt, namespace: istio-system}\n    spec:\n      \
+                      failStrategy: FAIL_OPEN\n      phase: AUTHZ\n      pluginConfig:\n        \
+                      settings: {phase: preAuthz}\n        policies:\n        - spec:\n            \
+                      config:\n              providers:\n                p:\n                  \
+                      remote: {url: 'https://idp.example.com/jwks'}\n";
+        let nested = format!(
+            "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: List\n  items:\n{}",
+            format!("  {}", plugin.replace("\n  ", "\n    "))
+        );
+        let cases = [
+            ("other-kind", format!("apiVersion: v1\nkind: Bundle\nitems:\n{plugin}")),
+            ("capital-items", format!("apiVersion: v1\nkind: List\nItems:\n{plugin}")),
+            ("nested", nested),
+            // decodeToList: an item with neither kind nor apiVersion takes the list's kind
+            // without `List` and its apiVersion: this item is a WasmPlugin to kubectl.
+            (
+                "kindless-item",
+                format!(
+                    "apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPluginList\nitems:\n{}",
+                    plugin.replace(
+                        "  - apiVersion: extensions.istio.io/v1alpha1\n    kind: WasmPlugin\n    ",
+                        "  - "
+                    )
+                ),
+            ),
+        ];
+        let mut approved = Vec::new();
+        for (name, text) in &cases {
+            assert!(
+                YamlLoader::load_from_str(text).is_ok(),
+                "{name}: not YAML:\n{text}"
+            );
+            let (ok, out) = check(&temp(&format!("{name}.yaml"), text));
+            if ok {
+                approved.push(format!("{name}: {out}"));
+            }
+        }
+        assert!(approved.is_empty(), "approved: {approved:#?}");
+    }
+
+    /// Finding 7 (low). `same` compares two numbers as f64: `09007199254740993` is the integer
+    /// 9007199254740993 here (Rust parses leading zeros) and, to goyaml.v2, octal that fails
+    /// (a 9), so yamlStyleFloat: the float 9007199254740992. Both are 9007199254740992.0 as f64,
+    /// so nothing is refused though the two JSON values differ.
+    #[test]
+    fn review9_numbers_equal_only_as_f64_pass() {
+        let text = "a: 09007199254740993\n";
+        assert!(
+            yaml11::first_divergence(text).is_some(),
+            "read here as {:?}; Kubernetes: 9007199254740992",
+            YamlLoader::load_from_str(text).map(|d| to_json(&d[0]))
+        );
+    }
 }
