@@ -443,7 +443,11 @@ mod review9_tests {
     /// any of the three. What Kubernetes reads is not the string rendered.
     #[test]
     fn review9_render_writes_yaml_1_1_line_breaks_raw() {
-        for s in ["https://idp.example.com/\u{85}a", "a\u{2028}b", "x\u{2029}y"] {
+        for s in [
+            "https://idp.example.com/\u{85}a",
+            "a\u{2028}b",
+            "x\u{2029}y",
+        ] {
             let mut out = String::new();
             emit(&[serde_json::json!({ "issuer": s })], &mut out).unwrap();
             assert!(
@@ -491,8 +495,14 @@ mod review9_tests {
             format!("  {}", plugin.replace("\n  ", "\n    "))
         );
         let cases = [
-            ("other-kind", format!("apiVersion: v1\nkind: Bundle\nitems:\n{plugin}")),
-            ("capital-items", format!("apiVersion: v1\nkind: List\nItems:\n{plugin}")),
+            (
+                "other-kind",
+                format!("apiVersion: v1\nkind: Bundle\nitems:\n{plugin}"),
+            ),
+            (
+                "capital-items",
+                format!("apiVersion: v1\nkind: List\nItems:\n{plugin}"),
+            ),
             ("nested", nested),
             // decodeToList: an item with neither kind nor apiVersion takes the list's kind
             // without `List` and its apiVersion: this item is a WasmPlugin to kubectl.
@@ -532,6 +542,35 @@ mod review9_tests {
             yaml11::first_divergence(text).is_some(),
             "read here as {:?}; Kubernetes: 9007199254740992",
             YamlLoader::load_from_str(text).map(|d| to_json(&d[0]))
+        );
+    }
+
+    /// Finding 8. In a flow collection goyaml (libyaml: `'?' && (flow_level > 0 ||
+    /// is_blankz(next))`) takes a `?` starting an entry for the explicit-key indicator, even
+    /// with no space after it; yaml-rust2 (YAML 1.2) reads `?x` as the plain scalar "?x".
+    /// `annotations: {?jwt-policy/dry-run: "true"}` is an unknown annotation here (check
+    /// approves an ENFORCING policy) and `jwt-policy/dry-run: "true"` to Kubernetes: the policy
+    /// deployed never denies.
+    #[test]
+    fn review9_a_flow_key_with_a_question_mark_is_another_key_to_kubernetes() {
+        let text = "apiVersion: security.policy.gloo.solo.io/v2\nkind: JWTPolicy\nmetadata:\n  \
+                    name: p\n  namespace: ns\n  annotations: {?jwt-policy/dry-run: \"true\"}\n\
+                    spec:\n  config:\n    providers:\n      p:\n        \
+                    issuer: https://idp.example.com\n        \
+                    remote: {url: 'https://idp.example.com/jwks'}\n";
+        let path = temp("question.yaml", text);
+        let (ok, out) = check(&path);
+        let docs = load(&path);
+        let dry = docs.as_ref().ok().and_then(|d| {
+            crate::config::parse_on(d[0].to_string().as_bytes(), crate::config::Proxy::Istio)
+                .ok()
+                .map(|c| c.policies[0].dry_run)
+        });
+        assert!(
+            !ok,
+            "approved as dry_run = {dry:?}; annotations read {:?}; Kubernetes: \
+             jwt-policy/dry-run: \"true\" (never denies): {out}",
+            docs.map(|d| d[0].pointer("/metadata/annotations").cloned())
         );
     }
 }

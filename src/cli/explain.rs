@@ -1275,7 +1275,9 @@ mod review9_tests {
         assert_eq!(r["decision"]["verdict"], "allow", "{r:#}");
         let seen = r["decision"]["upstream_headers"].as_array().unwrap();
         assert!(
-            seen.iter().any(|h| h[0].as_str().is_some_and(|n| n.eq_ignore_ascii_case("x-auth"))),
+            seen.iter().any(|h| h[0]
+                .as_str()
+                .is_some_and(|n| n.eq_ignore_ascii_case("x-auth"))),
             "keepToken: the filter forwards X-Auth; explain shows {seen:?}"
         );
     }
