@@ -1281,4 +1281,53 @@ mod review9_tests {
             "keepToken: the filter forwards X-Auth; explain shows {seen:?}"
         );
     }
+
+    /// Finding 5b. A per-phase instance (`settings.phase: preAuthz`, as `render --istio`
+    /// writes it) whose request the postAuthz policy decides: explain answers "untouched", but
+    /// the filter's preAuthz instance removes the client's copies of the older preAuthz dry
+    /// run's claim headers (`select::strips_here`: the earlier phase), here `x-dev-sub`.
+    #[test]
+    fn review9_explain_says_untouched_where_the_instance_removes_headers() {
+        let policy = |name: &str, day: u32, dry: bool, phase: &str, header: &str| {
+            let mut r = json!({"metadata": {"name": name,
+                "creationTimestamp": format!("2024-01-{day:02}T00:00:00Z")},
+                "spec": {"config": {"phase": {phase: {}}, "providers": {"p": {
+                    "local": {"inline": crate::testkit::pem("ec256")},
+                    "claimsToHeaders": [{"claim": "sub", "header": header}]}}}}});
+            if dry {
+                r["metadata"]["annotations"] = json!({"jwt-policy/dry-run": "true"});
+            }
+            r
+        };
+        let plugin = json!({"apiVersion": "extensions.istio.io/v1alpha1", "kind": "WasmPlugin",
+            "metadata": {"name": "jwt-pre", "namespace": "istio-system"},
+            "spec": {"phase": "AUTHZ", "pluginConfig": {"settings": {"phase": "preAuthz"},
+                "policies": [policy("rollout", 1, true, "preAuthz", "x-dev-sub"),
+                             policy("enforced", 2, false, "postAuthz", "x-user")]}}});
+        let dir = std::env::temp_dir().join(format!("explain-review9b-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("pre.json");
+        std::fs::write(&path, plugin.to_string()).unwrap();
+        let path = path.to_string_lossy().into_owned();
+        let (code, out, err) = cli(&[
+            "explain",
+            &path,
+            "--route-name",
+            "a",
+            "--cluster",
+            "outbound|80||a.shop.svc.cluster.local",
+            "--header",
+            "x-dev-sub:admin",
+            "--now",
+            "1800000000",
+            "--json",
+        ]);
+        assert!(code == 0 || code == 1, "{out}{err}");
+        let r: Value = serde_json::from_str(&out).unwrap();
+        assert_ne!(
+            r["decision"]["verdict"], "untouched",
+            "the filter's preAuthz instance removes x-dev-sub here: {:#}",
+            r["decision"]
+        );
+    }
 }
