@@ -573,4 +573,14 @@ mod review9_tests {
             docs.map(|d| d[0].pointer("/metadata/annotations").cloned())
         );
     }
+
+    /// Finding 9 (low). `render --istio` writes `type: HTTP`; `check` does not look at
+    /// `spec.type`: a WasmPlugin with `type: NETWORK` (Istio installs it as a network filter,
+    /// where no HTTP request reaches the filter's request callback) is approved.
+    #[test]
+    fn review9_a_network_type_wasmplugin_is_approved() {
+        let text = WASMPLUGIN.replace("  phase: AUTHZ", "  type: NETWORK\n  phase: AUTHZ");
+        let (ok, out) = check(&temp("network.yaml", &text));
+        assert!(!ok, "type: NETWORK approved: {out}");
+    }
 }
