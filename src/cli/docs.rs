@@ -583,4 +583,57 @@ mod review9_tests {
         let (ok, out) = check(&temp("network.yaml", &text));
         assert!(!ok, "type: NETWORK approved: {out}");
     }
+
+    /// Finding 10 (low). kubectl cuts a file into documents only at lines starting `---`
+    /// (apimachinery's YAMLReader) and hands each piece to sigs.k8s.io/yaml, whose goyaml.v2
+    /// `Unmarshal` decodes the FIRST document of the piece only. After a `...` end marker, a
+    /// second document needs no `---` to yaml-rust2: `check` validates the JWTPolicy after
+    /// `...`, kubectl applies the ConfigMap before it and silently drops the policy.
+    #[test]
+    fn review9_a_document_after_an_end_marker_is_checked_but_never_applied() {
+        let text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: ns}\n...\n\
+                    kind: JWTPolicy\nmetadata: {name: p, namespace: ns}\nspec:\n  config:\n    \
+                    providers:\n      p:\n        issuer: https://idp.example.com\n        \
+                    remote: {url: 'https://idp.example.com/jwks'}\n";
+        let path = temp("end-marker.yaml", text);
+        let docs = load(&path);
+        let (ok, out) = check(&path);
+        assert!(
+            !ok,
+            "approved ({} documents read: {:?}); kubectl applies only the ConfigMap: {out}",
+            docs.as_ref().map_or(0, Vec::len),
+            docs.map(|d| d.iter().map(|x| kind(x).to_owned()).collect::<Vec<_>>())
+        );
+    }
+
+    /// Finding 11 (critical). apimachinery's YAMLReader (what kubectl splits a file with)
+    /// starts a new document at every line that begins with `---` and whose rest, trimmed, is
+    /// empty or a `#` comment: `---#:` is a separator to kubectl. To yaml-rust2 `---#` is no
+    /// document marker (no blank after `---`) but a plain scalar, here a key of the first
+    /// document. The indented WasmPlugin under it is that key's value for `check` (a ConfigMap
+    /// with one more member: "no JWTPolicy or WasmPlugin", exit 0) and, to kubectl, a second
+    /// document of its own: a FAIL_OPEN WasmPlugin applied.
+    #[test]
+    fn review9_a_separator_kubectl_splits_at_hides_a_document_from_check() {
+        let plugin: String = WASMPLUGIN
+            .replace(
+                "phase: AUTHZ # reviewed COMMENT",
+                "failStrategy: FAIL_OPEN\n  phase: AUTHZ",
+            )
+            .lines()
+            .map(|l| format!("  {l}\n"))
+            .collect();
+        let text = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c, namespace: ns}}\n---#:\n{plugin}"
+        );
+        let path = temp("hidden.yaml", &text);
+        let docs = load(&path);
+        let (ok, out) = check(&path);
+        assert!(
+            !ok,
+            "approved; read as {:?}; kubectl applies a second document, the FAIL_OPEN \
+             WasmPlugin: {out}",
+            docs.map(|d| d.iter().map(|x| kind(x).to_owned()).collect::<Vec<_>>())
+        );
+    }
 }
