@@ -417,11 +417,13 @@ pub fn stripped(config: &Config, who: Governing, info: &mut dyn RouteInfo) -> Ve
     out
 }
 
-/// Whether this instance removes the client's copies of dry run `d`'s claim headers
-/// ([`stripped`]): the instance of the earlier of its phase and the deciding policy's (the
-/// enforcing one, else the dry run deciding alone; preAuthz runs first), so that they are gone
-/// before an AuthorizationPolicy between the phases reads them and no instance removes a header
-/// an earlier one wrote; with no policy deciding, its own phase's.
+/// Whether this instance is the one that removes the client's copies of dry run `d`'s claim
+/// headers ([`stripped`]) first: the instance of the earlier of its phase and the deciding
+/// policy's (the enforcing one, else the dry run deciding alone; preAuthz runs first), so that
+/// they are gone before an AuthorizationPolicy between the phases reads them and no instance
+/// removes a header an earlier one wrote; with no policy deciding, its own phase's. (The
+/// deciding policy's instance removes them all again before its own sets: an earlier instance
+/// leaves the headers the deciding policy reads its tokens from.)
 pub fn strips_here(config: &Config, who: Governing, d: usize) -> bool {
     let phase = |i: usize| config.policies.get(i).map(|p| p.phase);
     let Some(own) = phase(d) else {

@@ -193,8 +193,9 @@ impl Worker {
             Err(u) => return unevaluable(host, &config, &u),
         };
         let who = select::for_phase(&config, selection.who);
-        // The dry runs whose claim headers this instance removes (none without dry runs).
-        let strip: Vec<usize> = (selection.stripped.iter().copied())
+        // The dry runs whose claim headers this instance removes before the deciding policy's
+        // (a later one's) runs: those of an earlier phase (none without dry runs).
+        let early: Vec<usize> = (selection.stripped.iter().copied())
             .filter(|d| select::strips_here(&config, selection.who, *d))
             .collect();
         // The enforcing policy decides; with none, the dry-run one (it never denies). A dry-run
@@ -203,14 +204,23 @@ impl Worker {
             (Some(e), s) => (e, s),
             (None, Some(s)) => (s, None),
             // Another instance's policy decides (later: this one removes first), or none does.
-            (None, None) if strip.is_empty() => return Flow::Continue,
+            (None, None) if early.is_empty() => return Flow::Continue,
             (None, None) => {
                 let Some(headers) = host.request_headers() else {
                     error!("cannot read the request headers");
                     return reply(host, 500, None, "jwt policy filter cannot read the request");
                 };
                 let view = RequestView { headers: &headers };
-                self.strip(host, &config, &strip, &view, context_id, &selection);
+                // The deciding policy (a later instance's) has not read its tokens yet: a header
+                // it reads them from is left for that instance, which removes it after deciding.
+                let deciding = selection.who.enforce.or(selection.who.shadow);
+                let keep: Vec<&str> = (deciding.and_then(|i| config.policies.get(i)))
+                    .map(|p| p.providers.iter().flat_map(|pr| &pr.headers))
+                    .into_iter()
+                    .flatten()
+                    .map(|h| h.name.as_str())
+                    .collect();
+                self.strip(host, &config, &early, &view, context_id, &selection, &keep);
                 return Flow::Continue;
             }
         };
@@ -258,9 +268,18 @@ impl Worker {
             self.shadow(host, &config, si, &view, now);
         }
         // Nothing from the client is trusted that the dry runs would write either (the shadow's
-        // headers among them), removed before the deciding policy writes its own.
-        if passes && !strip.is_empty() {
-            self.strip(host, &config, &strip, &view, context_id, &selection);
+        // headers among them), removed before the deciding policy writes its own: all of them
+        // here, whatever an earlier instance removed (it kept this policy's token headers).
+        if passes && !selection.stripped.is_empty() {
+            self.strip(
+                host,
+                &config,
+                &selection.stripped,
+                &view,
+                context_id,
+                &selection,
+                &[],
+            );
         }
         let (hits, misses) = self.cache.take_counts();
         host.count(Counter::CacheHit, hits);
@@ -404,7 +423,8 @@ impl Worker {
     }
 
     /// Removes the client's copies of the claim headers `dry_runs` would write
-    /// ([`select::stripped`]), before the deciding policy's own header changes.
+    /// ([`select::stripped`]), before the deciding policy's own header changes; but not those
+    /// named in `keep` (a later instance's deciding policy reads its tokens from them).
     fn strip(
         &mut self,
         host: &mut impl Host,
@@ -413,10 +433,14 @@ impl Worker {
         view: &RequestView<'_>,
         context_id: u32,
         selection: &select::Selection,
+        keep: &[&str],
     ) {
         let mut changed = false;
         for p in dry_runs.iter().filter_map(|i| config.policies.get(*i)) {
             for op in authn::sanitize(p, view) {
+                if matches!(&op, authn::HeaderOp::Remove(h) if keep.contains(&h.as_str())) {
+                    continue;
+                }
                 if !host.apply(&op) {
                     warn!("cannot change the request headers");
                 }
