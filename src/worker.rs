@@ -220,7 +220,9 @@ impl Worker {
                     .flatten()
                     .map(|h| h.name.as_str())
                     .collect();
-                self.strip(host, &config, &early, &view, context_id, &selection, &keep);
+                if strip(host, &config, &early, &view, &keep) {
+                    self.headers_changed(context_id, &selection);
+                }
                 return Flow::Continue;
             }
         };
@@ -270,16 +272,8 @@ impl Worker {
         // Nothing from the client is trusted that the dry runs would write either (the shadow's
         // headers among them), removed before the deciding policy writes its own: all of them
         // here, whatever an earlier instance removed (it kept this policy's token headers).
-        if passes && !selection.stripped.is_empty() {
-            self.strip(
-                host,
-                &config,
-                &selection.stripped,
-                &view,
-                context_id,
-                &selection,
-                &[],
-            );
+        if passes && strip(host, &config, &selection.stripped, &view, &[]) {
+            self.headers_changed(context_id, &selection);
         }
         let (hits, misses) = self.cache.take_counts();
         host.count(Counter::CacheHit, hits);
@@ -419,36 +413,6 @@ impl Worker {
             }
             Decision::Allow { .. } => host.count(Counter::PolicyAllowed(si), 1),
             Decision::Deny { .. } | Decision::WaitForKeys(_) => {}
-        }
-    }
-
-    /// Removes the client's copies of the claim headers `dry_runs` would write
-    /// ([`select::stripped`]), before the deciding policy's own header changes; but not those
-    /// named in `keep` (a later instance's deciding policy reads its tokens from them).
-    fn strip(
-        &mut self,
-        host: &mut impl Host,
-        config: &Config,
-        dry_runs: &[usize],
-        view: &RequestView<'_>,
-        context_id: u32,
-        selection: &select::Selection,
-        keep: &[&str],
-    ) {
-        let mut changed = false;
-        for p in dry_runs.iter().filter_map(|i| config.policies.get(*i)) {
-            for op in authn::sanitize(p, view) {
-                if matches!(&op, authn::HeaderOp::Remove(h) if keep.contains(&h.as_str())) {
-                    continue;
-                }
-                if !host.apply(&op) {
-                    warn!("cannot change the request headers");
-                }
-                changed = true;
-            }
-        }
-        if changed {
-            self.headers_changed(context_id, selection);
         }
     }
 
@@ -715,6 +679,32 @@ fn selection(
 ) -> Result<select::Selection, select::Unevaluable> {
     let mut route = HostRoute::new(host, &config.settings.route_labels_namespace);
     select::selection(config, &mut route)
+}
+
+/// Removes the client's copies of the claim headers `dry_runs` would write
+/// ([`select::stripped`]), before the deciding policy's own header changes; but not those named
+/// in `keep` (a later instance's deciding policy reads its tokens from them). Whether it
+/// changed the request.
+fn strip(
+    host: &mut impl Host,
+    config: &Config,
+    dry_runs: &[usize],
+    view: &RequestView<'_>,
+    keep: &[&str],
+) -> bool {
+    let mut changed = false;
+    for p in dry_runs.iter().filter_map(|i| config.policies.get(*i)) {
+        for op in authn::sanitize(p, view) {
+            if matches!(&op, authn::HeaderOp::Remove(h) if keep.contains(&h.as_str())) {
+                continue;
+            }
+            if !host.apply(&op) {
+                warn!("cannot change the request headers");
+            }
+            changed = true;
+        }
+    }
+    changed
 }
 
 /// A policy older than the one that would govern cannot be evaluated here (a configuration

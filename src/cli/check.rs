@@ -183,6 +183,19 @@ fn wasmplugin_errors(doc: &Value) -> Vec<ConfigError> {
             reason,
         })
     };
+    // Istio installs any other type as a network filter, where no HTTP request reaches it.
+    if doc.pointer("/spec/type").is_some_and(|t| t != "HTTP") {
+        push(
+            "spec.type",
+            format!(
+                "{}: not HTTP (this filter is an HTTP filter: as another type no request would \
+                 reach it)",
+                doc.pointer("/spec/type")
+                    .map(Value::to_string)
+                    .unwrap_or_default()
+            ),
+        );
+    }
     match (doc.pointer("/spec/failStrategy"), spec("failStrategy")) {
         (None, _) | (_, Some("FAIL_CLOSE")) => {}
         (_, Some("FAIL_OPEN")) => push(

@@ -58,6 +58,11 @@ pub(crate) fn to_yaml(v: &Value) -> Yaml {
 /// resolves otherwise ([`yaml11`]).
 pub(crate) fn load(path: &str) -> Result<Vec<Value>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    if let Some(why) = yaml11::unsplittable(&text) {
+        return Err(format!(
+            "{path}: {why}: what it checks would not be what runs"
+        ));
+    }
     if serde_json::from_str::<serde::de::IgnoredAny>(&text).is_ok() {
         let v = crate::json::parse_config_json(text.as_bytes())
             .map_err(|e| format!("{path}: {e}: what it checks would not be what runs"))?;
@@ -66,6 +71,12 @@ pub(crate) fn load(path: &str) -> Result<Vec<Value>, String> {
     let docs =
         YamlLoader::load_from_str(&text).map_err(|e| format!("{path}: not YAML or JSON: {e}"))?;
     for doc in &docs {
+        if let Some(at) = non_string_key(doc, "") {
+            return Err(format!(
+                "{path}: {at}: a key that is not a string (a number, a boolean, null), which \
+                 Kubernetes spells otherwise when it makes JSON of it: quote it"
+            ));
+        }
         merge_key(doc, "").map_or(Ok(()), |at| {
             Err(format!(
                 "{path}: {at}: a YAML merge key `<<`, which Kubernetes applies (YAML 1.1) and \
@@ -90,21 +101,72 @@ pub(crate) fn load(path: &str) -> Result<Vec<Value>, String> {
     ))
 }
 
-/// The documents, each `List` replaced by its items.
+/// The documents, each list replaced by its items, as kubectl opens them: any object with an
+/// `items` array (whatever its kind; the member's name matched in any case, as Go's JSON does),
+/// lists inside lists, and an item with neither `kind` nor `apiVersion` taking the list's kind
+/// without `List` and its `apiVersion`.
 fn items(docs: Vec<Value>) -> Vec<Value> {
     let mut out = Vec::new();
     for doc in docs {
-        let list = kind(&doc).ends_with("List");
-        match doc {
-            Value::Object(mut m) if list && m.get("items").is_some_and(Value::is_array) => {
-                if let Some(Value::Array(items)) = m.remove("items") {
-                    out.extend(items);
-                }
+        let Value::Object(mut m) = doc else {
+            out.push(doc);
+            continue;
+        };
+        let key = m
+            .iter()
+            .find(|(k, v)| k.eq_ignore_ascii_case("items") && v.is_array())
+            .map(|(k, _)| k.clone());
+        let Some(Value::Array(list)) = key.and_then(|k| m.remove(&k)) else {
+            out.push(Value::Object(m));
+            continue;
+        };
+        let list_kind = m.get("kind").and_then(Value::as_str).unwrap_or_default();
+        let item_kind = list_kind.strip_suffix("List").filter(|k| !k.is_empty());
+        let api = m.get("apiVersion").cloned();
+        let list = list.into_iter().map(|mut item| {
+            if let Value::Object(i) = &mut item
+                && !i.contains_key("kind")
+                && !i.contains_key("apiVersion")
+                && let (Some(k), Some(a)) = (item_kind, &api)
+            {
+                i.insert("kind".into(), Value::String(k.to_owned()));
+                i.insert("apiVersion".into(), a.clone());
             }
-            other => out.push(other),
-        }
+            item
+        });
+        out.extend(items(list.collect()));
     }
     out
+}
+
+/// Where the first key that is not a string is (a JSON-path-like location), if any.
+fn non_string_key(y: &Yaml, at: &str) -> Option<String> {
+    match y {
+        Yaml::Hash(h) => h.iter().find_map(|(k, v)| match k {
+            Yaml::String(key) => non_string_key(
+                v,
+                &if at.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{at}.{key}")
+                },
+            ),
+            other => Some(format!(
+                "{}{:?}",
+                if at.is_empty() {
+                    String::new()
+                } else {
+                    format!("{at}.")
+                },
+                other
+            )),
+        }),
+        Yaml::Array(a) => a
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| non_string_key(v, &format!("{at}[{i}]"))),
+        _ => None,
+    }
 }
 
 /// Where the first `<<` key is (a JSON-path-like location), if any.
@@ -180,7 +242,12 @@ pub(crate) fn emit(docs: &[Value], out: &mut String) -> Result<(), String> {
         YamlEmitter::new(&mut text)
             .dump(&to_yaml(doc))
             .map_err(|e| format!("cannot write YAML: {e:?}"))?;
-        let text = yaml11::quote_divergent(&text, doc);
+        let text = yaml11::escape_breaks(&yaml11::quote_divergent(&text, doc));
+        if let Some(why) = yaml11::unsplittable(&text) {
+            return Err(format!(
+                "cannot write YAML Kubernetes reads as written: {why}"
+            ));
+        }
         if let Some(d) = yaml11::first_divergence(&text) {
             return Err(format!(
                 "cannot write `{}` so Kubernetes reads it as written: {}",
@@ -491,8 +558,8 @@ mod review9_tests {
                       config:\n              providers:\n                p:\n                  \
                       remote: {url: 'https://idp.example.com/jwks'}\n";
         let nested = format!(
-            "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: List\n  items:\n{}",
-            format!("  {}", plugin.replace("\n  ", "\n    "))
+            "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: List\n  items:\n  {}",
+            plugin.replace("\n  ", "\n    ")
         );
         let cases = [
             (

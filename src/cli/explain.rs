@@ -308,18 +308,44 @@ pub(crate) fn explain(args: &[String], out: &mut String) -> Result<bool, String>
             )),
         );
     }
-    // What the filter removes besides the deciding policy's own changes, before them: the
-    // client's copies of the claim headers of the dry runs older than it (`select::stripped`).
+    // What this instance removes besides the deciding policy's own changes, before them: the
+    // client's copies of the claim headers of the dry runs older than it (`select::stripped`);
+    // in an instance before the deciding policy's, those of its phase, leaving the deciding
+    // policy's token headers (as `worker` does).
+    let deciding = governing.or(shadow);
+    let decides_here = deciding.is_some_and(|i| select::serves(&config, i));
+    let keep: Vec<&str> = match deciding.and_then(|i| config.policies.get(i)) {
+        Some(p) if !decides_here => p
+            .providers
+            .iter()
+            .flat_map(|pr| &pr.headers)
+            .map(|h| h.name.as_str())
+            .collect(),
+        _ => Vec::new(),
+    };
     let stripped: Vec<String> = {
         let mut names: Vec<String> = Vec::new();
-        for p in stripped.iter().filter_map(|i| config.policies.get(*i)) {
+        let here = stripped
+            .iter()
+            .filter(|d| decides_here || select::strips_here(&config, who, **d));
+        for p in here.filter_map(|i| config.policies.get(*i)) {
             for h in &p.spoofable_headers {
-                if !names.contains(h) && headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(h)) {
+                if !names.contains(h)
+                    && !keep.contains(&h.as_str())
+                    && headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(h))
+                {
                     names.push(h.clone());
                 }
             }
         }
         names
+    };
+    let without = |headers: &[Header]| -> Vec<Header> {
+        headers
+            .iter()
+            .filter(|(n, _)| !stripped.iter().any(|h| n.eq_ignore_ascii_case(h)))
+            .cloned()
+            .collect()
     };
     if !doubtful.is_empty() {
         let names: Vec<&str> = doubtful
@@ -357,31 +383,31 @@ pub(crate) fn explain(args: &[String], out: &mut String) -> Result<bool, String>
         );
         return finish(&report, f.has("--json"), out, false);
     }
-    let seen: Vec<Header> = headers
-        .iter()
-        .filter(|(n, _)| !stripped.iter().any(|h| n.eq_ignore_ascii_case(h)))
-        .cloned()
-        .collect();
-    let Some(policy) = governing.or(shadow).and_then(|i| config.policies.get(i)) else {
+    let Some(policy) = deciding.and_then(|i| config.policies.get(i)) else {
         let decision = if stripped.is_empty() {
             json!({"verdict": "untouched", "why": "no policy selects the request"})
         } else {
-            json!({"verdict": "allow", "status": 200, "upstream_headers": upstream(&seen, &[]),
+            json!({"verdict": "allow", "status": 200, "upstream_headers": upstream(&without(&headers), &[]),
                 "why": "no policy decides the request; the claim headers of the dry runs in \
                         doubt are removed"})
         };
         set(&mut report, "decision", decision);
         return finish(&report, f.has("--json"), out, true);
     };
-    if config.settings.phase.is_some_and(|ph| ph != policy.phase) {
-        set(
-            &mut report,
-            "decision",
-            json!({"verdict": "untouched", "why": format!(
+    if !decides_here {
+        let why = format!(
             "the governing policy is {}; this instance serves only {} policies",
             policy.phase.name(),
-            config.settings.phase.map(Phase::name).unwrap_or_default())}),
+            config.settings.phase.map(Phase::name).unwrap_or_default()
         );
+        let decision = if stripped.is_empty() {
+            json!({"verdict": "untouched", "why": why})
+        } else {
+            json!({"verdict": "allow", "status": 200, "upstream_headers": upstream(&without(&headers), &[]),
+                "why": format!("{why}; it removes the client's copies of the claim headers of \
+                                older dry runs of its phase")})
+        };
+        set(&mut report, "decision", decision);
         return finish(&report, f.has("--json"), out, true);
     }
     if let Some(token) = f.value("--token") {
@@ -432,7 +458,7 @@ pub(crate) fn explain(args: &[String], out: &mut String) -> Result<bool, String>
     set(
         &mut report,
         "decision",
-        decision_json(&decision, &seen, policy),
+        decision_json(&decision, &without(&headers), policy),
     );
     finish(&report, f.has("--json"), out, allowed)
 }

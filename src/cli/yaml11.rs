@@ -123,11 +123,64 @@ fn yaml_style_float(s: &str) -> bool {
 }
 
 fn same(a: &Value, b: &Option<Value>) -> bool {
+    // An integral number exactly (9007199254740993 is not the float 9007199254740992).
+    let exact = |n: &serde_json::Number| -> Option<i128> {
+        (n.as_i64().map(i128::from))
+            .or_else(|| n.as_u64().map(i128::from))
+            .or_else(|| {
+                // Below 2^63 as a float, so the conversion is exact.
+                (n.as_f64())
+                    .filter(|f| f.fract() == 0.0 && f.abs() < (1u64 << 63) as f64)
+                    .map(|f| f as i128)
+            })
+    };
     match (a, b) {
-        (Value::Number(x), Some(Value::Number(y))) => x.as_f64() == y.as_f64(),
+        (Value::Number(x), Some(Value::Number(y))) => match (exact(x), exact(y)) {
+            (Some(i), Some(j)) => i == j,
+            (None, None) => x.as_f64() == y.as_f64(),
+            _ => false,
+        },
         (a, Some(b)) => a == b,
         (_, None) => false,
     }
+}
+
+/// Why the text cannot be read as Kubernetes reads it, whatever its scalars: a YAML 1.1 line
+/// break (NEL, LS, PS: goyaml ends a line, and so a comment, there; yaml-rust2 does not), a
+/// line that starts with `---` and goes on without a blank (kubectl's document splitter ends a
+/// document at `---#`, yaml-rust2 reads on), a document end marker `...` (kubectl decodes only
+/// the first document before it).
+pub(crate) fn unsplittable(text: &str) -> Option<String> {
+    if let Some((line, _)) =
+        (text.lines().enumerate()).find(|(_, l)| l.contains(['\u{85}', '\u{2028}', '\u{2029}']))
+    {
+        return Some(format!(
+            "line {}: a YAML 1.1 line break (U+0085, U+2028 or U+2029), where Kubernetes ends \
+             the line (a comment too) and this command does not",
+            line + 1
+        ));
+    }
+    for (i, l) in text.lines().enumerate() {
+        if l.strip_prefix("---")
+            .is_some_and(|rest| !rest.is_empty() && !rest.starts_with([' ', '\t']))
+        {
+            return Some(format!(
+                "line {}: `---` followed by more than a blank, where kubectl may split \
+                 documents and this command does not",
+                i + 1
+            ));
+        }
+        if l.strip_prefix("...")
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t']))
+        {
+            return Some(format!(
+                "line {}: a document end marker `...`: kubectl reads only the first document \
+                 before it",
+                i + 1
+            ));
+        }
+    }
+    None
 }
 
 fn describe(v: Option<&Value>) -> String {
@@ -137,6 +190,23 @@ fn describe(v: Option<&Value>) -> String {
         Some(Value::Number(n)) => format!("the number {n}"),
         Some(other) => other.to_string(),
     }
+}
+
+/// The line breaks of YAML 1.1 that YAML 1.2 reads as plain characters.
+const BREAKS: [char; 3] = ['\u{85}', '\u{2028}', '\u{2029}'];
+
+/// `s` as a YAML double-quoted scalar both read alike: JSON's escapes, and `\N`, `\L`, `\P`
+/// for the YAML 1.1 line breaks (raw, goyaml folds them into a space).
+fn double_quoted(s: &str) -> String {
+    escape_breaks(&Value::String(s.to_owned()).to_string())
+}
+
+/// Each raw YAML 1.1 line break of `text` as its escape; right only inside double-quoted
+/// scalars, where this command's output holds them (plain ones are quoted first).
+pub(crate) fn escape_breaks(text: &str) -> String {
+    text.replace('\u{85}', "\\N")
+        .replace('\u{2028}', "\\L")
+        .replace('\u{2029}', "\\P")
 }
 
 /// Where Kubernetes and this command read a file differently, and how.
@@ -152,7 +222,13 @@ pub(crate) struct Divergence {
 struct Scan {
     scalars: Vec<(Marker, String, bool)>,
     tag: Option<(Marker, String)>,
+    aliases: usize,
+    first_alias: Option<Marker>,
 }
+
+/// More aliases than a manifest needs: refused before the loader expands them (yaml-rust2 has
+/// no limit; a file of nested aliases grows exponentially).
+const MAX_ALIASES: usize = 64;
 
 impl MarkedEventReceiver for Scan {
     fn on_event(&mut self, ev: Event, mark: Marker) {
@@ -163,6 +239,11 @@ impl MarkedEventReceiver for Scan {
                 tag
             }
             Event::SequenceStart(_, tag) | Event::MappingStart(_, tag) => tag,
+            Event::Alias(_) => {
+                self.aliases += 1;
+                self.first_alias.get_or_insert(mark);
+                None
+            }
             _ => None,
         };
         if let Some(t) = tag
@@ -198,10 +279,27 @@ pub(crate) fn first_divergence(text: &str) -> Option<Divergence> {
                 .to_owned(),
         });
     }
+    if let (true, Some(at)) = (s.aliases > MAX_ALIASES, s.first_alias) {
+        return Some(Divergence {
+            at,
+            text: format!("{} aliases", s.aliases),
+            why: format!("more than {MAX_ALIASES} aliases (each may expand to a whole subtree)"),
+        });
+    }
     s.scalars
         .into_iter()
         .filter(|s| s.2)
         .find_map(|(at, v, _)| {
+            if v.starts_with('?') {
+                return Some(Divergence {
+                    why: "a plain scalar that starts with `?`, the explicit-key indicator to \
+                          Kubernetes in a flow collection (`{?a: b}` is the key `a` there, \
+                          `?a` here)"
+                        .to_owned(),
+                    at,
+                    text: v,
+                });
+            }
             let (here, there) = (ours(&v), theirs(&v));
             (!same(&here, &there)).then(|| Divergence {
                 why: format!(
@@ -247,7 +345,9 @@ pub(crate) fn quote_divergent(emitted: &str, source: &Value) -> String {
         .zip(strings)
         .filter(|((_, v, plain), string)| {
             let s = Value::String(v.clone());
-            *plain && *string == Some(v.as_str()) && !(ours(v) == s && same(&s, &theirs(v)))
+            *plain
+                && *string == Some(v.as_str())
+                && (!(ours(v) == s && same(&s, &theirs(v))) || v.contains(BREAKS))
         })
         .map(|((at, v, _), _)| (at.index(), v))
         .collect();
@@ -258,8 +358,7 @@ pub(crate) fn quote_divergent(emitted: &str, source: &Value) -> String {
             continue;
         };
         if out.get(start..start + v.len()) == Some(v.as_str()) {
-            let quoted = Value::String(v.clone()).to_string();
-            out.replace_range(start..start + v.len(), &quoted);
+            out.replace_range(start..start + v.len(), &double_quoted(&v));
         }
     }
     out
