@@ -1310,7 +1310,7 @@ mod review8_tests {
     /// A policy `name` created on day `day`; its one provider takes the token from `from`
     /// (key `key`) and writes claim `claim` to `header`. `select` is the spec's selector part.
     #[allow(clippy::too_many_arguments)]
-    fn policy(
+    pub(super) fn policy(
         name: &str,
         day: u32,
         dry: bool,
@@ -1671,37 +1671,10 @@ mod review9_tests {
     use super::route_change_tests::OneRequest as Rec;
     use super::*;
     use crate::authn::HeaderOp;
-    use crate::testkit::{pem, token};
+    use crate::testkit::token;
     use serde_json::{Value, json};
 
-    #[allow(clippy::too_many_arguments)]
-    fn policy(
-        name: &str,
-        day: u32,
-        dry: bool,
-        select: Value,
-        phase: &str,
-        key: &str,
-        from: &str,
-        claim: &str,
-        header: &str,
-    ) -> Value {
-        let mut spec = json!({"config": {
-            "phase": {phase: {}},
-            "providers": {"p": {
-                "local": {"inline": pem(key)},
-                "tokenSource": {"headers": [{"name": from, "prefix": "Bearer "}]},
-                "claimsToHeaders": [{"claim": claim, "header": header}]}}}});
-        if let (Some(s), Value::Object(e)) = (spec.as_object_mut(), select) {
-            s.extend(e);
-        }
-        let mut r = json!({"metadata": {"name": name,
-            "creationTimestamp": format!("2024-01-{day:02}T00:00:00Z")}, "spec": spec});
-        if dry {
-            r["metadata"]["annotations"] = json!({"jwt-policy/dry-run": "true"});
-        }
-        r
-    }
+    use super::review8_tests::policy;
 
     fn istio(policies: Vec<Value>, phase: Option<&str>) -> Worker {
         let mut plugin = json!({"policies": policies});

@@ -266,7 +266,7 @@ mod review8_tests {
     //! (this command: yaml-rust2), where `check` approves a file Kubernetes applies otherwise.
     use super::*;
 
-    fn temp(name: &str, text: &str) -> String {
+    pub(super) fn temp(name: &str, text: &str) -> String {
         let dir = std::env::temp_dir().join(format!("jwt-policy-review8-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(name);
@@ -274,7 +274,7 @@ mod review8_tests {
         path.to_string_lossy().into_owned()
     }
 
-    fn check(path: &str) -> (bool, String) {
+    pub(super) fn check(path: &str) -> (bool, String) {
         let mut out = String::new();
         let ok = crate::cli::check::check(&[path.to_owned()], &mut out).unwrap_or(false);
         (ok, out)
@@ -443,21 +443,8 @@ mod review8_tests {
 mod review9_tests {
     //! Review 9: YAML files `check` approves that Kubernetes (sigs.k8s.io/yaml on goyaml.v2)
     //! applies with another meaning, and `render` output it reads otherwise.
+    use super::review8_tests::{check, temp};
     use super::*;
-
-    fn temp(name: &str, text: &str) -> String {
-        let dir = std::env::temp_dir().join(format!("jwt-policy-review9-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(name);
-        std::fs::write(&path, text).unwrap();
-        path.to_string_lossy().into_owned()
-    }
-
-    fn check(path: &str) -> (bool, String) {
-        let mut out = String::new();
-        let ok = crate::cli::check::check(&[path.to_owned()], &mut out).unwrap_or(false);
-        (ok, out)
-    }
 
     const WASMPLUGIN: &str = "apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\n\
         metadata: {name: jwt, namespace: istio-system}\nspec:\n  \
