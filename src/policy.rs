@@ -138,6 +138,14 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// The (lower-case) names of the headers its providers read tokens from.
+    pub fn token_headers(&self) -> Vec<&str> {
+        (self.providers.iter())
+            .flat_map(|p| &p.headers)
+            .map(|h| h.name.as_str())
+            .collect()
+    }
+
     /// It selects routes by name (which exist only where the route is: on Istio, the callers'
     /// sidecars and gateways, never a sidecar's inbound side).
     pub fn names_routes(&self) -> bool {

@@ -21,7 +21,7 @@ pub use crate::host::{Flow, Host};
 use crate::jwks_cache::{self, FetchError, Source};
 use crate::jwt_cache::TokenCache;
 use crate::metrics::{Counter, Layout};
-use crate::policy::{Config, KeySource};
+use crate::policy::{Config, KeySource, Policy};
 use crate::select;
 use crate::shared::{self, release_lease, take_lease, take_worker_id};
 use crate::status::{Family, Status};
@@ -214,12 +214,9 @@ impl Worker {
                 // The deciding policy (a later instance's) has not read its tokens yet: a header
                 // it reads them from is left for that instance, which removes it after deciding.
                 let deciding = selection.who.enforce.or(selection.who.shadow);
-                let keep: Vec<&str> = (deciding.and_then(|i| config.policies.get(i)))
-                    .map(|p| p.providers.iter().flat_map(|pr| &pr.headers))
-                    .into_iter()
-                    .flatten()
-                    .map(|h| h.name.as_str())
-                    .collect();
+                let keep = (deciding.and_then(|i| config.policies.get(i)))
+                    .map(Policy::token_headers)
+                    .unwrap_or_default();
                 if strip(host, &config, &early, &view, &keep) {
                     self.headers_changed(context_id, &selection);
                 }

@@ -315,12 +315,7 @@ pub(crate) fn explain(args: &[String], out: &mut String) -> Result<bool, String>
     let deciding = governing.or(shadow);
     let decides_here = deciding.is_some_and(|i| select::serves(&config, i));
     let keep: Vec<&str> = match deciding.and_then(|i| config.policies.get(i)) {
-        Some(p) if !decides_here => p
-            .providers
-            .iter()
-            .flat_map(|pr| &pr.headers)
-            .map(|h| h.name.as_str())
-            .collect(),
+        Some(p) if !decides_here => p.token_headers(),
         _ => Vec::new(),
     };
     let stripped: Vec<String> = {
