@@ -38,3 +38,5 @@ mod testkit;
 /// `make vm-bench`: a module that only times the verification primitives inside Envoy's V8.
 #[cfg(all(target_arch = "wasm32", feature = "vmbench"))]
 mod vmbench;
+#[cfg(test)]
+mod review10_tests;
