@@ -116,7 +116,9 @@ fn probe_sanity_valid_token_passes() {
 #[test]
 fn review10_required_scopes_split_on_spaces_only() {
     let p = one_provider(hs_provider(json!({})), json!({"requiredScopes": ["admin"]}));
-    for sep in ['\u{a0}', '\u{2003}', '\u{3000}', '\u{2028}', '\u{85}'] {
+    for sep in [
+        '\t', '\n', '\u{a0}', '\u{2003}', '\u{3000}', '\u{2028}', '\u{85}',
+    ] {
         let t = tok(json!({"iss": "https://issuer.example", "scope": format!("read{sep}admin")}));
         let d = run(&p, &req(&[("authorization", &bearer(&t))]));
         assert_eq!(
@@ -434,5 +436,97 @@ fn review10_held_an_embedded_jwk_jku_or_x5u_header_is_ignored() {
     assert_eq!(
         status(&run(&p, &req(&[("authorization", &bearer(&t))]))),
         Some(Status::JwtVerificationFail)
+    );
+}
+
+/// A host for many paused requests: every dispatch is accepted and never answered (a JWKS
+/// server that hangs until the timeout), every request carries the same token.
+struct Paused {
+    headers: Vec<Header>,
+    next_token: u32,
+}
+
+impl crate::host::Host for Paused {
+    fn now_ms(&mut self) -> Option<u64> {
+        Some(NOW * 1000)
+    }
+    fn get_shared(&mut self, _: &str) -> Result<crate::host::Shared, crate::host::Unreadable> {
+        Ok((None, None))
+    }
+    fn set_shared(
+        &mut self,
+        _: &str,
+        _: &[u8],
+        _: Option<u32>,
+    ) -> Result<(), crate::host::SetError> {
+        Ok(())
+    }
+    fn dispatch(&mut self, _: &str, _: &[(&str, &str)], _: u64) -> Result<u32, String> {
+        self.next_token += 1;
+        Ok(self.next_token)
+    }
+    fn callout_status(&mut self) -> Option<Vec<u8>> {
+        None
+    }
+    fn callout_body(&mut self, _: usize) -> Option<Vec<u8>> {
+        None
+    }
+    fn set_tick(&mut self, _: u64) -> bool {
+        true
+    }
+    fn enter(&mut self, _: u32) -> bool {
+        true
+    }
+    fn resume(&mut self) -> bool {
+        true
+    }
+    fn request_headers(&mut self) -> Option<Vec<Header>> {
+        Some(self.headers.clone())
+    }
+    fn property(&mut self, _: &[&str]) -> Option<Vec<u8>> {
+        None
+    }
+    fn apply(&mut self, _: &HeaderOp) -> bool {
+        true
+    }
+    fn clear_route_cache(&mut self) {}
+    fn reply(&mut self, _: u32, _: &[(&str, &str)], _: &str) -> bool {
+        true
+    }
+    fn count(&mut self, _: crate::metrics::Counter, _: u64) {}
+}
+
+/// Cost. Each request that pauses for keys (`WaitForKeys`) does `waiters.retain(..)` over every
+/// paused request, and so does every request's end (`forget`, called from `on_done` for all
+/// requests): while a fetch is in flight (up to `timeout` + 1 s, every backoff round of an
+/// outage) a client's N concurrent requests cost O(N²) in all, one request O(N).
+#[test]
+#[ignore = "timing; run with --ignored"]
+fn review10_paused_requests_cost_grows_with_the_number_paused() {
+    use crate::worker::Worker;
+    let cfg = json!({"config": {"providers": {"r": {"issuer": "https://issuer.example",
+        "remote": {"url": "http://jwks.example/keys", "timeout": "5s"}}}}});
+    let t = tok(json!({"iss": "https://issuer.example", "exp": NOW + 100}));
+    let per_request = |n: u32| {
+        let mut w = Worker::new(config::parse(cfg.to_string().as_bytes()).unwrap());
+        let mut host = Paused {
+            headers: req(&[("authorization", &bearer(&t))]),
+            next_token: 0,
+        };
+        w.start(&mut host);
+        let start = std::time::Instant::now();
+        for id in 1..=n {
+            assert_eq!(w.on_request(&mut host, id), crate::host::Flow::Pause);
+        }
+        for id in 1..=n {
+            w.forget(id);
+        }
+        start.elapsed().as_secs_f64() * 1e6 / f64::from(n)
+    };
+    let small = per_request(2_000);
+    let large = per_request(32_000);
+    assert!(
+        large < 3.0 * small,
+        "one paused request costs {small:.1} µs with 2,000 paused, {large:.1} µs with 32,000"
     );
 }
