@@ -530,3 +530,64 @@ fn review10_paused_requests_cost_grows_with_the_number_paused() {
         "one paused request costs {small:.1} µs with 2,000 paused, {large:.1} µs with 32,000"
     );
 }
+
+#[test]
+fn review10_held_a_verdict_is_never_reused_for_another_key_version_or_policy() {
+    let p = one_provider(
+        json!({"issuer": "I", "remote": {"url": "http://jwks.example/keys"}}),
+        json!({}),
+    );
+    let old = crate::jwks::parse_jwks(oct_jwks(SECRET, json!({})).as_bytes()).unwrap();
+    let rotated = crate::jwks::parse_jwks(oct_jwks(OTHER, json!({})).as_bytes()).unwrap();
+    let t = tok(json!({"iss": "I"}));
+    let h = req(&[("authorization", &bearer(&t))]);
+    let mut cache = TokenCache::new(64, usize::MAX);
+    let at = |jwks: &'static crate::jwks::Jwks, version: u64| {
+        move |_: usize| Keys::Ready {
+            jwks,
+            version,
+            may_refetch: false,
+        }
+    };
+    let old: &'static _ = Box::leak(Box::new(old));
+    let rotated: &'static _ = Box::leak(Box::new(rotated));
+    let d = decide(
+        &p,
+        &RequestView { headers: &h },
+        NOW,
+        &at(old, 7),
+        &mut cache,
+    );
+    assert!(matches!(d, Decision::Allow { .. }), "{d:?}");
+    let d = decide(
+        &p,
+        &RequestView { headers: &h },
+        NOW,
+        &at(rotated, 8),
+        &mut cache,
+    );
+    assert_eq!(
+        status(&d),
+        Some(Status::JwtVerificationFail),
+        "key rotated out: {d:?}"
+    );
+    // Two policies, provider 0 each, both local (version 0): policy 1's key never inherits
+    // policy 0's verdict.
+    let c = config::parse(
+        json!({"policies": [
+            {"config": {"providers": {"a": {"local": {"inline": oct_jwks(SECRET, json!({}))}}}}},
+            {"config": {"providers": {"a": {"local": {"inline": oct_jwks(OTHER, json!({}))}}}}}]})
+        .to_string()
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut cache = TokenCache::new(64, usize::MAX);
+    assert!(matches!(
+        run_at(&c.policies[0], &h, NOW, &mut cache),
+        Decision::Allow { .. }
+    ));
+    assert_eq!(
+        status(&run_at(&c.policies[1], &h, NOW, &mut cache)),
+        Some(Status::JwtVerificationFail)
+    );
+}
