@@ -32,11 +32,11 @@ pub mod worker;
 #[cfg(all(target_arch = "wasm32", not(feature = "vmbench")))]
 mod filter;
 #[cfg(test)]
+mod review10_tests;
+#[cfg(test)]
 mod sim;
 #[cfg(test)]
 mod testkit;
 /// `make vm-bench`: a module that only times the verification primitives inside Envoy's V8.
 #[cfg(all(target_arch = "wasm32", feature = "vmbench"))]
 mod vmbench;
-#[cfg(test)]
-mod review10_tests;
