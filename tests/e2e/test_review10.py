@@ -78,7 +78,8 @@ def test_a_non_utf8_header_name_does_not_kill_the_vm(upstream):
     """The proxy-wasm SDK (0.2.5, `deserialize_map_bytes`) turns every header name into a String with
     `String::from_utf8(key).unwrap()`: if Envoy hands the filter a header name that is not UTF-8,
     the VM panics and every later request is a 5xx. HELD: Envoy 1.40's HTTP/1 codec answers 400 to
-    each before any filter runs (a filter earlier in the chain that adds such a name is not covered)."""
+    each before any filter runs, and its HTTP/2 codec resets the stream (a filter earlier in the chain
+    that adds such a name is not covered)."""
     import harness
     from test_robustness import POLICY, TOKEN, assert_still_serving
     with harness.boot(POLICY, name="review10-header-name") as envoy:
@@ -88,3 +89,14 @@ def test_a_non_utf8_header_name_does_not_kill_the_vm(upstream):
                                + b": 1\r\nAuthorization: Bearer " + TOKEN.encode() + b"\r\nConnection: close\r\n\r\n")
             assert reply.split(b"\r\n", 1)[0] in (b"HTTP/1.1 400 Bad Request", b"HTTP/1.1 200 OK"), reply[:300]
         assert_still_serving(envoy)
+        # HTTP/2 (curl, prior knowledge): the same names.
+        import shutil
+        import subprocess
+        if shutil.which("curl"):
+            for name in (b"x-\xff\xfe", b"x-caf\xe9"):
+                out = subprocess.run([b"curl", b"-sS", b"--http2-prior-knowledge", b"-o", b"/dev/null", b"-w",
+                                      b"%{http_code}", b"--max-time", b"5", b"-H", name + b": 1", b"-H",
+                                      b"Authorization: Bearer " + TOKEN.encode(),
+                                      f"http://127.0.0.1:{port}/get".encode()], capture_output=True)
+                assert out.stdout in (b"000", b"400"), out  # Envoy resets the stream
+            assert_still_serving(envoy)
