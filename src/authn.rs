@@ -165,7 +165,17 @@ fn check_token<'k>(
         return TokenResult::Invalid(Status::JwtBadFormat, None);
     }
     let key = cache_key(&found.token);
-    let (jwt, verdicts, known_failures) = match cache.get(&key, now) {
+    // An entry stays while any of these providers may still accept the token (`exp` plus its
+    // skew): dropped at `exp`, a token in the skew window paid a signature check on every
+    // request, eight of them eight (review 10). Time is checked again below on every hit.
+    let leeway = found
+        .providers
+        .iter()
+        .filter_map(|&i| policy.providers.get(i))
+        .map(|p| p.clock_skew_seconds)
+        .max()
+        .unwrap_or(0);
+    let (jwt, verdicts, known_failures) = match cache.get(&key, now, leeway) {
         Some(c) => (c.jwt, c.verified.to_vec(), c.failed.to_vec()),
         None => match jwt::parse(&found.token) {
             Ok(jwt) => (Rc::new(jwt), Vec::new(), Vec::new()),

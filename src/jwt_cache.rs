@@ -3,7 +3,7 @@
 //! Keyed by the token itself (no hash collisions to reason about). An entry holds the parsed
 //! token and the (policy, provider, key version) triples whose keys verified its signature; a
 //! new JWKS (another key version) never reuses an old verdict, and an entry is dropped once the
-//! token's `exp` has passed. Issuer, time and audience are still checked on every request (they
+//! token's `exp` and the clock skew have passed. Issuer, time and audience are still checked on every request (they
 //! are cheap, and time moves). Bounded: at most `capacity` tokens and `max_bytes` of heap (the
 //! token, its copies in the parsed token and the parsed payload, counted by [`entry_bytes`]), the
 //! oldest evicted first.
@@ -159,15 +159,16 @@ impl TokenCache {
         self.map.is_empty()
     }
 
-    /// The parsed token and the verdicts it earned, unless it is unknown or expired (`exp`
-    /// before `now`).
-    pub fn get(&mut self, token: &str, now: u64) -> Option<Cached<'_>> {
+    /// The parsed token and the verdicts it earned, unless it is unknown or expired beyond
+    /// `leeway` seconds (`exp + leeway` before `now`; the caller's clock skew, so a token its
+    /// providers still accept keeps its verdicts).
+    pub fn get(&mut self, token: &str, now: u64, leeway: u64) -> Option<Cached<'_>> {
         let expired = self
             .map
             .get(token)?
             .jwt
             .exp
-            .is_some_and(|exp| exp != 0 && exp < now);
+            .is_some_and(|exp| exp != 0 && exp.saturating_add(leeway) < now);
         if expired {
             self.remove(token);
             return None;
@@ -279,9 +280,9 @@ mod tests {
     fn remembers_tokens_and_their_verdicts() {
         let mut c = TokenCache::new(4, usize::MAX);
         let t = token("RS256");
-        assert!(c.get(&t, 0).is_none());
+        assert!(c.get(&t, 0, 0).is_none());
         c.insert_verified(&t, jwt("RS256"), (0, 0, 1), &[]);
-        assert!(c.get(&t, 0).is_some());
+        assert!(c.get(&t, 0, 0).is_some());
         assert!(c.was_verified(&t, (0, 0, 1)));
         c.insert_verified(&t, jwt("RS256"), (0, 1, 1), &[]);
         assert!(c.was_verified(&t, (0, 1, 1)));
@@ -302,9 +303,25 @@ mod tests {
         let j = jwt("RS256");
         let exp = j.exp.unwrap();
         c.insert_verified(&t, j, (0, 0, 0), &[]);
-        assert!(c.get(&t, exp).is_some());
-        assert!(c.get(&t, exp + 1).is_none());
+        assert!(c.get(&t, exp, 0).is_some());
+        assert!(c.get(&t, exp + 1, 0).is_none());
         assert!(c.is_empty());
+    }
+
+    #[test]
+    fn entries_stay_while_the_clock_skew_accepts_the_token() {
+        let mut c = TokenCache::new(4, usize::MAX);
+        let t = token("RS256");
+        let j = jwt("RS256");
+        let exp = j.exp.unwrap();
+        c.insert_verified(&t, j, (0, 0, 0), &[]);
+        assert!(c.get(&t, exp + 60, 60).is_some());
+        assert!(c.get(&t, exp + 61, 60).is_none());
+        assert!(c.is_empty());
+        // No overflow at the end of time.
+        let mut c = TokenCache::new(4, usize::MAX);
+        c.insert_verified(&t, jwt("RS256"), (0, 0, 0), &[]);
+        assert!(c.get(&t, exp + 1, u64::MAX).is_some());
     }
 
     #[test]
@@ -314,8 +331,8 @@ mod tests {
             c.insert_verified(&token(name), jwt(name), (0, 0, 0), &[]);
         }
         assert_eq!(c.len(), 2);
-        assert!(c.get(&token("RS256"), 0).is_none());
-        assert!(c.get(&token("RS512"), 0).is_some());
+        assert!(c.get(&token("RS256"), 0, 0).is_none());
+        assert!(c.get(&token("RS512"), 0, 0).is_some());
         let mut none = TokenCache::new(0, usize::MAX);
         none.insert_verified(&token("RS256"), jwt("RS256"), (0, 0, 0), &[]);
         assert!(none.is_empty());
@@ -329,15 +346,15 @@ mod tests {
         c.insert_verified(&token("RS256"), jwt("RS256"), (0, 0, 0), &[]);
         c.insert_verified(&token("RS384"), jwt("RS384"), (0, 0, 0), &[]);
         assert!(
-            c.get(&token("RS256"), exp + 1).is_none(),
+            c.get(&token("RS256"), exp + 1, 0).is_none(),
             "dropped for expiry"
         );
         c.insert_verified(&token("RS256"), jwt("RS256"), (0, 0, 0), &[]);
         c.insert_verified(&token("RS512"), jwt("RS512"), (0, 0, 0), &[]);
         // The oldest live entry (RS384) went, not the RS256 inserted after it.
         assert_eq!(c.len(), 2);
-        assert!(c.get(&token("RS256"), 0).is_some());
-        assert!(c.get(&token("RS384"), 0).is_none());
+        assert!(c.get(&token("RS256"), 0, 0).is_some());
+        assert!(c.get(&token("RS384"), 0, 0).is_none());
     }
 
     #[test]
@@ -353,7 +370,7 @@ mod tests {
             c.insert_verified(&token(name), jwt(name), (0, 0, 0), &[]);
         }
         assert_eq!(c.len(), 2);
-        assert!(c.get(&token("RS256"), 0).is_none());
+        assert!(c.get(&token("RS256"), 0, 0).is_none());
         assert_eq!(c.bytes(), costs[1] + costs[2]);
         // An entry over the whole budget is never cached (and evicts nothing).
         let mut small = TokenCache::new(100, costs[0] - 1);
@@ -365,7 +382,7 @@ mod tests {
         let exp = j.exp.unwrap();
         let mut c = TokenCache::new(100, usize::MAX);
         c.insert_verified(&token("RS256"), j, (0, 0, 0), &[]);
-        assert!(c.get(&token("RS256"), exp + 1).is_none());
+        assert!(c.get(&token("RS256"), exp + 1, 0).is_none());
         assert_eq!(c.bytes(), 0);
     }
 
