@@ -77,20 +77,23 @@ pub fn wildcard_match(pattern: &str, text: &str) -> bool {
 }
 
 /// The scalar strings a claim offers for matching: a list offers each element.
-fn candidates(value: &Value) -> Vec<String> {
+fn candidates(value: &Value) -> Option<Vec<String>> {
     let scalar = |v: &Value| match v {
         Value::String(s) => Some(s.clone()),
         Value::Number(_) | Value::Bool(_) => Some(v.to_string()),
         _ => None,
     };
     match value {
-        Value::Array(items) => items.iter().filter_map(scalar).collect(),
-        other => scalar(other).into_iter().collect(),
+        Value::Array(items) => items.iter().map(scalar).collect(),
+        other => scalar(other).map(|c| vec![c]),
     }
 }
 
-/// All rules hold: the claim exists; a value matches one of `values` (when given); no value
-/// matches any of `not_values`.
+/// All rules hold: the claim exists and can be compared (a scalar, or a list of scalars); a
+/// value matches one of `values` (when given); no value matches any of `not_values`. A claim
+/// that is `null`, an object, or a list holding one fails every rule, as an absent claim does:
+/// `notValues` cannot be checked against it (review 10: `groups: null` held
+/// `notValues: [banned]`, which an absent `groups` fails).
 pub fn rules_hold(payload: &Map<String, Value>, rules: &[ClaimRule]) -> bool {
     rules.iter().all(|rule| {
         let value = if rule.path.len() == 1 {
@@ -98,8 +101,9 @@ pub fn rules_hold(payload: &Map<String, Value>, rules: &[ClaimRule]) -> bool {
         } else {
             lookup_path(payload, rule.path.iter().map(String::as_str))
         };
-        let Some(value) = value else { return false };
-        let offered = candidates(value);
+        let Some(offered) = value.and_then(candidates) else {
+            return false;
+        };
         let allowed = rule.values.is_empty()
             || offered
                 .iter()
@@ -111,13 +115,15 @@ pub fn rules_hold(payload: &Map<String, Value>, rules: &[ClaimRule]) -> bool {
     })
 }
 
-/// The `scope` claim (space-separated string, or list) holds every required scope.
+/// The `scope` claim (space-separated string, or list) holds every required scope. A string
+/// splits on U+0020 only, as RFC 6749 §3.3 spells scopes (review 10: `split_whitespace` read
+/// `"read\u{a0}admin"`, or a tab or newline between them, as granting `admin`).
 pub fn scopes_hold(payload: &Map<String, Value>, required: &[String]) -> bool {
     if required.is_empty() {
         return true;
     }
     let granted: Vec<&str> = match payload.get("scope") {
-        Some(Value::String(s)) => s.split_whitespace().collect(),
+        Some(Value::String(s)) => s.split(' ').filter(|t| !t.is_empty()).collect(),
         Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
         _ => return false,
     };
