@@ -10,7 +10,7 @@
 //! cannot tell, a governed request is answered 500 (nothing is dated from 0) and the tick only
 //! answers the paused requests.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
 use log::{debug, error, info, warn};
@@ -46,7 +46,10 @@ pub struct Worker {
     pub sources: Vec<Source>,
     /// `source_of[policy][provider]`: the provider's source (`None`: local keys).
     source_of: Vec<Vec<Option<usize>>>,
-    pub waiters: Vec<Waiter>,
+    /// Requests paused for keys, by context id (review 10: a `Vec` made each pause and each
+    /// request's end a scan of every paused request, O(N²) for N paused). Ordered, so a
+    /// simulation run resumes them in the same order every time.
+    pub waiters: BTreeMap<u32, Waiter>,
     /// Callouts in flight: (token, source).
     pub callouts: Vec<(u32, usize)>,
     tick_ms: u64,
@@ -110,7 +113,7 @@ impl Worker {
             config: Rc::new(config),
             sources,
             source_of,
-            waiters: Vec::new(),
+            waiters: BTreeMap::new(),
             callouts: Vec::new(),
             tick_ms: 0,
             cache,
@@ -358,12 +361,14 @@ impl Worker {
                     .saturating_add(timeout)
                     .saturating_add(jwks_cache::DEADLINE_MARGIN_MS)
                     .min(deadline.unwrap_or(u64::MAX));
-                self.waiters.retain(|w| w.context_id != context_id);
-                self.waiters.push(Waiter {
+                self.waiters.insert(
                     context_id,
-                    sources: waiting,
-                    deadline_ms,
-                });
+                    Waiter {
+                        context_id,
+                        sources: waiting,
+                        deadline_ms,
+                    },
+                );
                 host.count(Counter::RequestsPaused, 1);
                 self.set_tick(host, 1);
                 Flow::Pause
@@ -573,13 +578,13 @@ impl Worker {
     /// one when the time is unknown).
     fn resume_waiters(&mut self, host: &mut impl Host, now: Option<u64>) {
         let waiters = std::mem::take(&mut self.waiters);
-        for w in waiters {
+        for (id, w) in waiters {
             let (settled, due) = match now {
                 Some(now) => (self.settled(&w, now), now >= w.deadline_ms),
                 None => (false, true),
             };
             if !settled && !due {
-                self.waiters.push(w);
+                self.waiters.insert(id, w);
                 continue;
             }
             if !host.enter(w.context_id) {
@@ -611,7 +616,7 @@ impl Worker {
 
     /// The request ended (answered, or the client went away).
     pub fn forget(&mut self, context_id: u32) {
-        self.waiters.retain(|w| w.context_id != context_id);
+        self.waiters.remove(&context_id);
         self.moved.remove(&context_id);
     }
 
