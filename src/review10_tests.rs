@@ -1,5 +1,8 @@
 //! Review 10 (independent adversarial review, 2026-12-07): verified-token cache, remote JWKS
 //! lifecycle, token checks, claims to headers, several providers, crypto entry points.
+//!
+//! The four findings' tests (`review10_*` without `held`) failed before their fixes and pass now;
+//! their comments say what the review found. The `review10_held_*` tests keep what held.
 
 use serde_json::{Value, json};
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 import statistics
 import time
 
-from jwtmint import claims, mint, shared_key, tamper_signature
+from jwtmint import claims, mint, now, shared_key, tamper_signature
 from support import (DEFAULT_HOST, ISSUER, MISSING, VERIFICATION_FAILS, assert_denied, assert_passed, bearer, provider,
                      realm, spec)
 
 P521 = shared_key("ES512", kid="fail-closed-521")
 EC = shared_key("ES256", kid="fail-closed-256")
+PREFIX = "wasmcustom.jwt_policy."
 
 
 def forged(key, **fields) -> str:
@@ -185,3 +186,50 @@ def test_spellings_keep_the_remembered_failures_of_several_providers(envoy):
     proxy = envoy(spec(provider(old, issuer=ISSUER), provider(P521, issuer=ISSUER)), routes=DIRECT)
     good = mint(P521, claims(iss=ISSUER, sub="alice"), kid=None)  # no kid: the old key is tried first
     assert_eight_spellings_cost_less_than_two_forged_tokens(proxy, good)
+
+
+def test_tokens_in_the_skew_window_are_not_verified_again_on_every_request(envoy):
+    """Review 10: a token stays valid for clockSkewSeconds (60) after exp, but the cache dropped it at
+    exp and cached it again after each verification: eight such tokens of one user (all valid, so
+    checking never stops early) cost eight P-521 verifications on every request (10.8 ms against
+    1.4 ms for one forged token). Now an entry stays until exp plus the skew: like eight live tokens,
+    a repeated request costs no verification and less than two requests with one forged token each."""
+    proxy = envoy(spec(provider(P521, issuer=ISSUER)), routes=DIRECT)
+    t = now()
+    tokens = [mint(P521, claims(iss=ISSUER, sub="mallory", jti=f"skew-{i}", iat=t - 300, exp=t - 5))
+              for i in range(8)]
+    eight = "/get?" + "&".join(f"access_token={tok}" for tok in tokens)
+    assert proxy.get(eight).status == 200
+
+    def misses() -> int:
+        return proxy.stats(PREFIX).get(PREFIX + "token_cache_miss", 0)
+
+    before = misses()
+    assert proxy.get(eight).status == 200
+    paid = misses() - before
+    one_forged = {"Authorization": f"Bearer {tamper_signature(mint(P521, claims(iss=ISSUER, sub='x')))}"}
+    live = "/get?" + "&".join(
+        f"access_token={mint(P521, claims(iss=ISSUER, sub='mallory', jti=f'live-{i}'))}" for i in range(8))
+    assert proxy.get(live).status == 200
+    forged_ms, eight_ms, live_ms = median_ms(
+        [lambda: proxy.get("/get", headers=one_forged), lambda: proxy.get(eight), lambda: proxy.get(live)], rounds=5)
+    assert paid == 0 and eight_ms < 2.0 * forged_ms, (
+        f"the same request again paid {paid} signature checks; {eight_ms:.2f} ms against "
+        f"{forged_ms:.2f} ms for one forged token and {live_ms:.2f} ms for eight live tokens")
+
+
+def test_in_skew_tokens_pay_the_failed_keys_of_several_providers_too(envoy):
+    """Review 10: two providers for one issuer (an old key kept beside the new one, no kid): a cached
+    token remembers the old key's failure, but an in-skew token was never cached, so each of eight
+    paid two P-521 checks: 16 per request. Now none."""
+    old = shared_key("ES512", kid="fail-closed-521-old-r10")
+    proxy = envoy(spec(provider(old, issuer=ISSUER), provider(P521, issuer=ISSUER)), routes=DIRECT)
+    t = now()
+    eight = "/get?" + "&".join(
+        f"access_token={mint(P521, claims(iss=ISSUER, jti=f'skew2-{i}', iat=t - 300, exp=t - 5), kid=None)}"
+        for i in range(8))
+    assert proxy.get(eight).status == 200
+    before = proxy.stats(PREFIX).get(PREFIX + "token_cache_miss", 0)
+    assert proxy.get(eight).status == 200
+    paid = proxy.stats(PREFIX).get(PREFIX + "token_cache_miss", 0) - before
+    assert paid == 0, f"the same request again paid {paid} signature checks"
