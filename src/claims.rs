@@ -52,7 +52,9 @@ pub fn render(value: &Value) -> Option<String> {
         }
         Value::Array(_) | Value::Object(_) => value.to_string(),
     };
-    let safe = text.chars().all(|c| c == '\t' || !c.is_control());
+    // Every control character, tab too (SPEC §4; HTTP allows a tab in a value, but an upstream
+    // that splits on white space reads one claim as two: review 10).
+    let safe = !text.chars().any(char::is_control);
     safe.then_some(text)
 }
 
@@ -157,6 +159,9 @@ mod tests {
         assert_eq!(render(&json!([{"a": 1}])).as_deref(), Some(r#"[{"a":1}]"#));
         assert_eq!(render(&json!(null)), None);
         assert_eq!(render(&json!("evil\r\nx-admin: 1")), None);
+        assert_eq!(render(&json!("a\tb")), None);
+        assert_eq!(render(&json!(["a", "b\tc"])), None);
+        assert_eq!(render(&json!({"a": "b\tc"})).as_deref(), Some(r#"{"a":"b\tc"}"#));
         assert_eq!(
             render(&json!({"k": "new\nline"})).as_deref(),
             Some(r#"{"k":"new\nline"}"#)
