@@ -161,7 +161,10 @@ mod tests {
         assert_eq!(render(&json!("evil\r\nx-admin: 1")), None);
         assert_eq!(render(&json!("a\tb")), None);
         assert_eq!(render(&json!(["a", "b\tc"])), None);
-        assert_eq!(render(&json!({"a": "b\tc"})).as_deref(), Some(r#"{"a":"b\tc"}"#));
+        assert_eq!(
+            render(&json!({"a": "b\tc"})).as_deref(),
+            Some(r#"{"a":"b\tc"}"#)
+        );
         assert_eq!(
             render(&json!({"k": "new\nline"})).as_deref(),
             Some(r#"{"k":"new\nline"}"#)

@@ -769,6 +769,25 @@ mod tests {
     }
 
     #[test]
+    fn headers_that_frame_the_message_are_never_written_from_a_token() {
+        let mut p = provider_json();
+        p["claimsToHeaders"] = json!([{"claim": "sub", "header": "x-sub"},
+            {"claim": "email", "header": "Content-Length"}]);
+        assert_eq!(
+            error_of(spec_with(p)),
+            "config.providers.dev-example.claimsToHeaders[1].header: content-length frames the \
+             message or the connection: it cannot be written from a token"
+        );
+        let mut p = provider_json();
+        p["outputPayloadToHeader"] = json!("transfer-encoding");
+        assert!(
+            error_of(spec_with(p)).starts_with(
+                "config.providers.dev-example.outputPayloadToHeader: transfer-encoding"
+            )
+        );
+    }
+
+    #[test]
     fn errors_name_the_json_path_and_reason() {
         let mut p = provider_json();
         p["remote"] = json!({"url": "ftp://x"});

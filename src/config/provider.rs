@@ -56,6 +56,33 @@ fn header_name(v: &Value, path: &str) -> Result<String> {
     Ok(lower)
 }
 
+/// A header the filter writes (a claim's, the payload's): a [`header_name`] that does not frame
+/// the message or the connection. A claim in `content-length` or `transfer-encoding` would let
+/// whoever chooses the claim's value (often the user: an `email`, a `name`) decide how the
+/// upstream reads the body (review 10's note).
+fn output_header_name(v: &Value, path: &str) -> Result<String> {
+    const FRAMING: [&str; 8] = [
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "upgrade",
+    ];
+    let name = header_name(v, path)?;
+    if FRAMING.contains(&name.as_str()) {
+        return err(
+            path,
+            format!(
+                "{name} frames the message or the connection: it cannot be written from a token"
+            ),
+        );
+    }
+    Ok(name)
+}
+
 pub(super) fn parse_provider(name: &str, v: &Value, path: &str) -> Result<Provider> {
     let o = Obj::new(
         v,
@@ -140,7 +167,7 @@ pub(super) fn parse_provider(name: &str, v: &Value, path: &str) -> Result<Provid
             };
             Ok(ClaimToHeader {
                 claim,
-                header: header_name(h, &hp)?,
+                header: output_header_name(h, &hp)?,
                 append: c.bool("append")?.unwrap_or(false),
             })
         })
@@ -161,7 +188,7 @@ pub(super) fn parse_provider(name: &str, v: &Value, path: &str) -> Result<Provid
     };
     let payload_header = o
         .get("outputPayloadToHeader")
-        .map(|(v, p)| header_name(v, &p))
+        .map(|(v, p)| output_header_name(v, &p))
         .transpose()?;
     Ok(Provider {
         name: name.to_owned(),
