@@ -137,11 +137,14 @@ def test_provider_needs_local_or_remote(config, path):
     (spec_with({**GOOD_PROVIDER, "tokenSource": {"headers": [{"prefix": "Bearer "}]}}),
      "config.providers.p.tokenSource.headers[0]"),
     (spec_with({**GOOD_PROVIDER, "claimsToHeaders": [{"claim": "org"}]}), "config.providers.p.claimsToHeaders[0]"),
+    (spec_with({**GOOD_PROVIDER, "claimsToHeaders": [{"claim": "email", "header": "Transfer-Encoding"}]}),
+     "config.providers.p.claimsToHeaders[0].header"),
     ({"policies": [spec_with()], "settings": {"phase": "duringAuthz"}}, "settings.phase"),
     ({"policies": {"a": spec_with()}}, "policies"),
 ], ids=["empty-providers", "no-providers", "issuer-type", "audiences-type", "keepToken-type", "skew-type",
         "bad-pem-body", "not-a-key", "jwks-keys-type", "bad-cacheDuration", "bad-timeout",
-        "bad-validationPolicy", "header-without-name", "claim-without-header", "bad-settings-phase",
+        "bad-validationPolicy", "header-without-name", "claim-without-header", "claim-to-framing-header",
+        "bad-settings-phase",
         "policies-not-a-list"])
 def test_invalid_value(config, path):
     assert_reason(refused(config), re.escape(path) + r"(\.|\[|:)")
