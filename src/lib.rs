@@ -34,6 +34,8 @@ mod filter;
 #[cfg(test)]
 mod review10_tests;
 #[cfg(test)]
+mod review11_tests;
+#[cfg(test)]
 mod sim;
 #[cfg(test)]
 mod testkit;
