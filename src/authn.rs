@@ -165,17 +165,7 @@ fn check_token<'k>(
         return TokenResult::Invalid(Status::JwtBadFormat, None);
     }
     let key = cache_key(&found.token);
-    // An entry stays while any of these providers may still accept the token (`exp` plus its
-    // skew): dropped at `exp`, a token in the skew window paid a signature check on every
-    // request, eight of them eight (review 10). Time is checked again below on every hit.
-    let leeway = found
-        .providers
-        .iter()
-        .filter_map(|&i| policy.providers.get(i))
-        .map(|p| p.clock_skew_seconds)
-        .max()
-        .unwrap_or(0);
-    let (jwt, verdicts, known_failures) = match cache.get(&key, now, leeway) {
+    let (jwt, verdicts, known_failures) = match cache.get(&key, now) {
         Some(c) => (c.jwt, c.verified.to_vec(), c.failed.to_vec()),
         None => match jwt::parse(&found.token) {
             Ok(jwt) => (Rc::new(jwt), Vec::new(), Vec::new()),
@@ -230,13 +220,25 @@ fn check_token<'k>(
                 cache.record(hit);
                 if hit {
                     if !failed_now.is_empty() {
-                        cache.insert_verified(&key, Rc::clone(&jwt), verdict, &failed_now);
+                        cache.insert_verified(
+                            &key,
+                            Rc::clone(&jwt),
+                            verdict,
+                            &failed_now,
+                            provider.clock_skew_seconds,
+                        );
                     }
                     return TokenResult::Valid { provider: i, jwt };
                 }
                 match verify::verify_signature(&jwt, jwks) {
                     Ok(()) => {
-                        cache.insert_verified(&key, Rc::clone(&jwt), verdict, &failed_now);
+                        cache.insert_verified(
+                            &key,
+                            Rc::clone(&jwt),
+                            verdict,
+                            &failed_now,
+                            provider.clock_skew_seconds,
+                        );
                         return TokenResult::Valid { provider: i, jwt };
                     }
                     Err(Status::JwksKidAlgMismatch) if may_refetch => pending.push(i),

@@ -28,6 +28,12 @@ struct Entry {
     failed: Vec<(Verdict, Status)>,
     /// What [`entry_bytes`] counted for it.
     bytes: usize,
+    /// Kept until `exp` plus this: the largest clock skew of the providers that verified it, so
+    /// an entry stays while one of them accepts the token, whoever looks it up (review 10: dropped
+    /// at `exp`, a token in the skew window paid a signature check on every request; review 11:
+    /// dropped at the looking request's skew, a cheap request under a stricter provider evicted
+    /// a lenient provider's verdict).
+    leeway: u64,
 }
 
 /// A cached token: the parsed token, the keys that verified it and those that did not.
@@ -159,16 +165,15 @@ impl TokenCache {
         self.map.is_empty()
     }
 
-    /// The parsed token and the verdicts it earned, unless it is unknown or expired beyond
-    /// `leeway` seconds (`exp + leeway` before `now`; the caller's clock skew, so a token its
-    /// providers still accept keeps its verdicts).
-    pub fn get(&mut self, token: &str, now: u64, leeway: u64) -> Option<Cached<'_>> {
-        let expired = self
-            .map
-            .get(token)?
+    /// The parsed token and the verdicts it earned, unless it is unknown or expired for every
+    /// provider that verified it (`exp` plus the largest of their clock skews before `now`).
+    /// Time is the caller's to check again, with its own provider's skew.
+    pub fn get(&mut self, token: &str, now: u64) -> Option<Cached<'_>> {
+        let e = self.map.get(token)?;
+        let expired = e
             .jwt
             .exp
-            .is_some_and(|exp| exp != 0 && exp.saturating_add(leeway) < now);
+            .is_some_and(|exp| exp != 0 && exp.saturating_add(e.leeway) < now);
         if expired {
             self.remove(token);
             return None;
@@ -181,6 +186,7 @@ impl TokenCache {
     }
 
     /// Remembers that `verdict`'s keys verified this token (evicting the oldest when full),
+    /// kept until `exp` plus `skew` (the verifying provider's) at least,
     /// and that `failed`'s keys, tried first on the way, did not. Only verified tokens are kept,
     /// so forged ones cannot push good ones out.
     pub fn insert_verified(
@@ -189,8 +195,10 @@ impl TokenCache {
         jwt: Rc<Jwt>,
         verdict: Verdict,
         failed: &[(Verdict, Status)],
+        skew: u64,
     ) {
         if let Some(e) = self.map.get_mut(token) {
+            e.leeway = e.leeway.max(skew);
             if !e.verified.contains(&verdict) {
                 e.verified.push(verdict);
             }
@@ -239,6 +247,7 @@ impl TokenCache {
                 verified: vec![verdict],
                 failed: failed.to_vec(),
                 bytes,
+                leeway: skew,
             },
         );
         // `order` may hold keys already dropped for expiry: keep it from growing past the map.
@@ -280,11 +289,11 @@ mod tests {
     fn remembers_tokens_and_their_verdicts() {
         let mut c = TokenCache::new(4, usize::MAX);
         let t = token("RS256");
-        assert!(c.get(&t, 0, 0).is_none());
-        c.insert_verified(&t, jwt("RS256"), (0, 0, 1), &[]);
-        assert!(c.get(&t, 0, 0).is_some());
+        assert!(c.get(&t, 0).is_none());
+        c.insert_verified(&t, jwt("RS256"), (0, 0, 1), &[], 0);
+        assert!(c.get(&t, 0).is_some());
         assert!(c.was_verified(&t, (0, 0, 1)));
-        c.insert_verified(&t, jwt("RS256"), (0, 1, 1), &[]);
+        c.insert_verified(&t, jwt("RS256"), (0, 1, 1), &[], 0);
         assert!(c.was_verified(&t, (0, 1, 1)));
         assert!(
             !c.was_verified(&t, (0, 0, 2)),
@@ -302,39 +311,41 @@ mod tests {
         let t = token("RS256");
         let j = jwt("RS256");
         let exp = j.exp.unwrap();
-        c.insert_verified(&t, j, (0, 0, 0), &[]);
-        assert!(c.get(&t, exp, 0).is_some());
-        assert!(c.get(&t, exp + 1, 0).is_none());
+        c.insert_verified(&t, j, (0, 0, 0), &[], 0);
+        assert!(c.get(&t, exp).is_some());
+        assert!(c.get(&t, exp + 1).is_none());
         assert!(c.is_empty());
     }
 
     #[test]
-    fn entries_stay_while_the_clock_skew_accepts_the_token() {
+    fn entries_stay_while_a_verifying_providers_skew_accepts_the_token() {
         let mut c = TokenCache::new(4, usize::MAX);
         let t = token("RS256");
         let j = jwt("RS256");
         let exp = j.exp.unwrap();
-        c.insert_verified(&t, j, (0, 0, 0), &[]);
-        assert!(c.get(&t, exp + 60, 60).is_some());
-        assert!(c.get(&t, exp + 61, 60).is_none());
+        c.insert_verified(&t, j, (0, 0, 0), &[], 60);
+        // A stricter provider verifying it too does not shorten its stay.
+        c.insert_verified(&t, jwt("RS256"), (0, 1, 0), &[], 0);
+        assert!(c.get(&t, exp + 60).is_some());
+        assert!(c.get(&t, exp + 61).is_none());
         assert!(c.is_empty());
         // No overflow at the end of time.
         let mut c = TokenCache::new(4, usize::MAX);
-        c.insert_verified(&t, jwt("RS256"), (0, 0, 0), &[]);
-        assert!(c.get(&t, exp + 1, u64::MAX).is_some());
+        c.insert_verified(&t, jwt("RS256"), (0, 0, 0), &[], u64::MAX);
+        assert!(c.get(&t, u64::MAX).is_some());
     }
 
     #[test]
     fn bounded_oldest_evicted_first() {
         let mut c = TokenCache::new(2, usize::MAX);
         for name in ["RS256", "RS384", "RS512"] {
-            c.insert_verified(&token(name), jwt(name), (0, 0, 0), &[]);
+            c.insert_verified(&token(name), jwt(name), (0, 0, 0), &[], 0);
         }
         assert_eq!(c.len(), 2);
-        assert!(c.get(&token("RS256"), 0, 0).is_none());
-        assert!(c.get(&token("RS512"), 0, 0).is_some());
+        assert!(c.get(&token("RS256"), 0).is_none());
+        assert!(c.get(&token("RS512"), 0).is_some());
         let mut none = TokenCache::new(0, usize::MAX);
-        none.insert_verified(&token("RS256"), jwt("RS256"), (0, 0, 0), &[]);
+        none.insert_verified(&token("RS256"), jwt("RS256"), (0, 0, 0), &[], 0);
         assert!(none.is_empty());
     }
 
@@ -343,18 +354,18 @@ mod tests {
         // Review 2: the queue kept the expired entry's slot; evicting it removed the new entry.
         let mut c = TokenCache::new(2, usize::MAX);
         let exp = jwt("RS256").exp.unwrap();
-        c.insert_verified(&token("RS256"), jwt("RS256"), (0, 0, 0), &[]);
-        c.insert_verified(&token("RS384"), jwt("RS384"), (0, 0, 0), &[]);
+        c.insert_verified(&token("RS256"), jwt("RS256"), (0, 0, 0), &[], 0);
+        c.insert_verified(&token("RS384"), jwt("RS384"), (0, 0, 0), &[], 0);
         assert!(
-            c.get(&token("RS256"), exp + 1, 0).is_none(),
+            c.get(&token("RS256"), exp + 1).is_none(),
             "dropped for expiry"
         );
-        c.insert_verified(&token("RS256"), jwt("RS256"), (0, 0, 0), &[]);
-        c.insert_verified(&token("RS512"), jwt("RS512"), (0, 0, 0), &[]);
+        c.insert_verified(&token("RS256"), jwt("RS256"), (0, 0, 0), &[], 0);
+        c.insert_verified(&token("RS512"), jwt("RS512"), (0, 0, 0), &[], 0);
         // The oldest live entry (RS384) went, not the RS256 inserted after it.
         assert_eq!(c.len(), 2);
-        assert!(c.get(&token("RS256"), 0, 0).is_some());
-        assert!(c.get(&token("RS384"), 0, 0).is_none());
+        assert!(c.get(&token("RS256"), 0).is_some());
+        assert!(c.get(&token("RS384"), 0).is_none());
     }
 
     #[test]
@@ -367,22 +378,22 @@ mod tests {
         // Room for the first two, not the third: the oldest goes.
         let mut c = TokenCache::new(100, costs[0] + costs[1] + costs[2] - 1);
         for name in names {
-            c.insert_verified(&token(name), jwt(name), (0, 0, 0), &[]);
+            c.insert_verified(&token(name), jwt(name), (0, 0, 0), &[], 0);
         }
         assert_eq!(c.len(), 2);
-        assert!(c.get(&token("RS256"), 0, 0).is_none());
+        assert!(c.get(&token("RS256"), 0).is_none());
         assert_eq!(c.bytes(), costs[1] + costs[2]);
         // An entry over the whole budget is never cached (and evicts nothing).
         let mut small = TokenCache::new(100, costs[0] - 1);
-        small.insert_verified(&token("RS256"), jwt("RS256"), (0, 0, 0), &[]);
+        small.insert_verified(&token("RS256"), jwt("RS256"), (0, 0, 0), &[], 0);
         assert!(small.is_empty());
         assert_eq!(small.bytes(), 0);
         // Expiry gives the bytes back.
         let j = jwt("RS256");
         let exp = j.exp.unwrap();
         let mut c = TokenCache::new(100, usize::MAX);
-        c.insert_verified(&token("RS256"), j, (0, 0, 0), &[]);
-        assert!(c.get(&token("RS256"), exp + 1, 0).is_none());
+        c.insert_verified(&token("RS256"), j, (0, 0, 0), &[], 0);
+        assert!(c.get(&token("RS256"), exp + 1).is_none());
         assert_eq!(c.bytes(), 0);
     }
 
@@ -410,13 +421,13 @@ mod tests {
             format!("{head}.{} {}", &sig[..10], &sig[10..]),
             format!("{head}.{sig}=="),
         ] {
-            c.insert_verified(&variant, jwt("ES256"), (0, 0, 0), &[]);
+            c.insert_verified(&variant, jwt("ES256"), (0, 0, 0), &[], 0);
         }
         assert!(
             c.is_empty(),
             "whitespace and padding variants are not cached"
         );
-        c.insert_verified(&t, jwt("ES256"), (0, 0, 0), &[]);
+        c.insert_verified(&t, jwt("ES256"), (0, 0, 0), &[], 0);
         assert_eq!(c.len(), 1);
     }
 }

@@ -56,12 +56,14 @@ fn header_name(v: &Value, path: &str) -> Result<String> {
     Ok(lower)
 }
 
-/// A header the filter writes (a claim's, the payload's): a [`header_name`] that does not frame
-/// the message or the connection. A claim in `content-length` or `transfer-encoding` would let
-/// whoever chooses the claim's value (often the user: an `email`, a `name`) decide how the
-/// upstream reads the body (review 10's note).
+/// A header the filter writes (a claim's, the payload's): a [`header_name`] that neither frames
+/// the message or the connection nor instructs Envoy. A claim in `content-length` or
+/// `transfer-encoding` would let whoever chooses the claim's value (often the user: an `email`,
+/// a `name`) decide how the upstream reads the body (review 10's note); one in an `x-envoy-*`
+/// header is read by Envoy's router (timeouts, retries, the original destination: review 11
+/// showed `x-envoy-upstream-rq-timeout-ms` taken from a claim).
 fn output_header_name(v: &Value, path: &str) -> Result<String> {
-    const FRAMING: [&str; 8] = [
+    const FRAMING: [&str; 10] = [
         "content-length",
         "transfer-encoding",
         "connection",
@@ -70,6 +72,8 @@ fn output_header_name(v: &Value, path: &str) -> Result<String> {
         "te",
         "trailer",
         "upgrade",
+        "expect",
+        "http2-settings",
     ];
     let name = header_name(v, path)?;
     if FRAMING.contains(&name.as_str()) {
@@ -77,6 +81,14 @@ fn output_header_name(v: &Value, path: &str) -> Result<String> {
             path,
             format!(
                 "{name} frames the message or the connection: it cannot be written from a token"
+            ),
+        );
+    }
+    if name.starts_with("x-envoy-") {
+        return err(
+            path,
+            format!(
+                "{name}: Envoy reads x-envoy-* headers as instructions, they cannot be written from a token"
             ),
         );
     }

@@ -139,11 +139,13 @@ def test_provider_needs_local_or_remote(config, path):
     (spec_with({**GOOD_PROVIDER, "claimsToHeaders": [{"claim": "org"}]}), "config.providers.p.claimsToHeaders[0]"),
     (spec_with({**GOOD_PROVIDER, "claimsToHeaders": [{"claim": "email", "header": "Transfer-Encoding"}]}),
      "config.providers.p.claimsToHeaders[0].header"),
+    (spec_with({**GOOD_PROVIDER, "claimsToHeaders": [{"claim": "name", "header": "x-envoy-upstream-rq-timeout-ms"}]}),
+     "config.providers.p.claimsToHeaders[0].header"),
     ({"policies": [spec_with()], "settings": {"phase": "duringAuthz"}}, "settings.phase"),
     ({"policies": {"a": spec_with()}}, "policies"),
 ], ids=["empty-providers", "no-providers", "issuer-type", "audiences-type", "keepToken-type", "skew-type",
         "bad-pem-body", "not-a-key", "jwks-keys-type", "bad-cacheDuration", "bad-timeout",
-        "bad-validationPolicy", "header-without-name", "claim-without-header", "claim-to-framing-header",
+        "bad-validationPolicy", "header-without-name", "claim-without-header", "claim-to-framing-header", "claim-to-x-envoy-header",
         "bad-settings-phase",
         "policies-not-a-list"])
 def test_invalid_value(config, path):
