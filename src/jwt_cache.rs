@@ -3,8 +3,9 @@
 //! Keyed by the token itself (no hash collisions to reason about). An entry holds the parsed
 //! token and the (policy, provider, key version) triples whose keys verified its signature; a
 //! new JWKS (another key version) never reuses an old verdict, and an entry is dropped once the
-//! token's `exp` and the clock skew have passed. Issuer, time and audience are still checked on every request (they
-//! are cheap, and time moves). Bounded: at most `capacity` tokens and `max_bytes` of heap (the
+//! token's `exp` plus the largest clock skew of the providers that verified it has passed.
+//! Issuer, time and audience are still checked on every request (they are cheap, and time
+//! moves). Bounded: at most `capacity` tokens and `max_bytes` of heap (the
 //! token, its copies in the parsed token and the parsed payload, counted by [`entry_bytes`]), the
 //! oldest evicted first.
 
@@ -185,10 +186,10 @@ impl TokenCache {
         })
     }
 
-    /// Remembers that `verdict`'s keys verified this token (evicting the oldest when full),
-    /// kept until `exp` plus `skew` (the verifying provider's) at least,
-    /// and that `failed`'s keys, tried first on the way, did not. Only verified tokens are kept,
-    /// so forged ones cannot push good ones out.
+    /// Remembers that `verdict`'s keys verified this token (evicting the oldest when full), and
+    /// that `failed`'s keys, tried first on the way, did not; the entry stays until `exp` plus
+    /// `skew` (the verifying provider's clock skew) at least. Only verified tokens are kept, so
+    /// forged ones cannot push good ones out.
     pub fn insert_verified(
         &mut self,
         token: &str,
