@@ -15,10 +15,10 @@ use crate::policy::{KeySource, Policy};
 use crate::status::Status;
 use crate::testkit::NOW;
 
-const SECRET: &[u8] = b"review10-secret-review10-secret!";
+pub(crate) const SECRET: &[u8] = b"review10-secret-review10-secret!";
 const OTHER: &[u8] = b"another-secret-another-secret-!!";
 
-fn oct_jwks(secret: &[u8], extra: Value) -> String {
+pub(crate) fn oct_jwks(secret: &[u8], extra: Value) -> String {
     let mut k = json!({"kty": "oct", "k": b64::encode_url(secret)});
     if let (Value::Object(o), Value::Object(e)) = (&mut k, extra) {
         o.extend(e);
@@ -36,7 +36,7 @@ fn hs256(secret: &[u8], header: Value, payload: Value) -> String {
     format!("{signed}.{}", b64::encode_url(&mac))
 }
 
-fn tok(payload: Value) -> String {
+pub(crate) fn tok(payload: Value) -> String {
     hs256(SECRET, json!({"alg": "HS256"}), payload)
 }
 
@@ -47,7 +47,7 @@ fn policy_of(spec: Value) -> Policy {
         .remove(0)
 }
 
-fn one_provider(provider: Value, extra: Value) -> Policy {
+pub(crate) fn one_provider(provider: Value, extra: Value) -> Policy {
     let mut spec = json!({"config": {"providers": {"p": provider}}});
     if let (Some(c), Value::Object(e)) = (spec["config"].as_object_mut(), extra) {
         c.extend(e);
@@ -55,7 +55,7 @@ fn one_provider(provider: Value, extra: Value) -> Policy {
     policy_of(spec)
 }
 
-fn req(extra: &[(&str, &str)]) -> Vec<Header> {
+pub(crate) fn req(extra: &[(&str, &str)]) -> Vec<Header> {
     let mut h: Vec<Header> = vec![
         (":method".into(), b"GET".to_vec()),
         (":scheme".into(), b"http".to_vec()),
@@ -70,7 +70,12 @@ fn req(extra: &[(&str, &str)]) -> Vec<Header> {
     h
 }
 
-fn run_at(policy: &Policy, headers: &[Header], now: u64, cache: &mut TokenCache) -> Decision {
+pub(crate) fn run_at(
+    policy: &Policy,
+    headers: &[Header],
+    now: u64,
+    cache: &mut TokenCache,
+) -> Decision {
     let keys = |i: usize| match &policy.providers[i].keys {
         KeySource::Local(j) => Keys::local(j),
         KeySource::Remote(_) => Keys::Pending,
@@ -78,22 +83,22 @@ fn run_at(policy: &Policy, headers: &[Header], now: u64, cache: &mut TokenCache)
     decide(policy, &RequestView { headers }, now, &keys, cache)
 }
 
-fn run(policy: &Policy, headers: &[Header]) -> Decision {
+pub(crate) fn run(policy: &Policy, headers: &[Header]) -> Decision {
     run_at(policy, headers, NOW, &mut TokenCache::new(64, usize::MAX))
 }
 
-fn status(d: &Decision) -> Option<Status> {
+pub(crate) fn status(d: &Decision) -> Option<Status> {
     match d {
         Decision::Deny { status, .. } => Some(*status),
         _ => None,
     }
 }
 
-fn bearer(t: &str) -> String {
+pub(crate) fn bearer(t: &str) -> String {
     format!("Bearer {t}")
 }
 
-fn hs_provider(extra: Value) -> Value {
+pub(crate) fn hs_provider(extra: Value) -> Value {
     let mut p = json!({"issuer": "https://issuer.example", "local": {"inline": oct_jwks(SECRET, json!({}))}});
     if let (Some(o), Value::Object(e)) = (p.as_object_mut(), extra) {
         o.extend(e);

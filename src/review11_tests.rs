@@ -7,88 +7,21 @@
 
 use serde_json::{Value, json};
 
-use crate::authn::{Decision, HeaderOp, Keys, RequestView, decide};
-use crate::b64;
+use crate::authn::{Decision, HeaderOp};
 use crate::config;
 use crate::extract::Header;
 use crate::jwt_cache::TokenCache;
-use crate::policy::{KeySource, Policy};
+use crate::policy::Policy;
 use crate::status::Status;
 use crate::testkit::NOW;
 
-const SECRET: &[u8] = b"review11-secret-review11-secret!";
 const ISS: &str = "https://issuer.example";
 
-fn oct_jwks(secret: &[u8]) -> String {
-    json!({"keys": [{"kty": "oct", "k": b64::encode_url(secret)}]}).to_string()
-}
-
-fn tok(payload: Value) -> String {
-    let signed = format!(
-        "{}.{}",
-        b64::encode_url(json!({"alg": "HS256"}).to_string().as_bytes()),
-        b64::encode_url(payload.to_string().as_bytes())
-    );
-    let mac = hmac_sha256::HMAC::mac(signed.as_bytes(), SECRET);
-    format!("{signed}.{}", b64::encode_url(&mac))
-}
-
-fn hs_provider(extra: Value) -> Value {
-    let mut p = json!({"issuer": ISS, "local": {"inline": oct_jwks(SECRET)}});
-    if let (Some(o), Value::Object(e)) = (p.as_object_mut(), extra) {
-        o.extend(e);
-    }
-    p
-}
+// Review 10's fixtures (its provider and tokens share one HMAC key and the issuer above).
+use crate::review10_tests::{bearer, hs_provider, one_provider, req, run, run_at, status, tok};
 
 fn policies(spec: Value) -> Vec<Policy> {
     config::parse(spec.to_string().as_bytes()).unwrap().policies
-}
-
-fn one_provider(provider: Value, extra: Value) -> Policy {
-    let mut spec = json!({"config": {"providers": {"p": provider}}});
-    if let (Some(c), Value::Object(e)) = (spec["config"].as_object_mut(), extra) {
-        c.extend(e);
-    }
-    policies(spec).remove(0)
-}
-
-fn req(extra: &[(&str, &str)]) -> Vec<Header> {
-    let mut h: Vec<Header> = vec![
-        (":method".into(), b"GET".to_vec()),
-        (":scheme".into(), b"http".to_vec()),
-        (":authority".into(), b"api.example".to_vec()),
-        (":path".into(), b"/get".to_vec()),
-    ];
-    h.extend(
-        extra
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())),
-    );
-    h
-}
-
-fn run_at(policy: &Policy, headers: &[Header], now: u64, cache: &mut TokenCache) -> Decision {
-    let keys = |i: usize| match &policy.providers[i].keys {
-        KeySource::Local(j) => Keys::local(j),
-        KeySource::Remote(_) => Keys::Pending,
-    };
-    decide(policy, &RequestView { headers }, now, &keys, cache)
-}
-
-fn run(policy: &Policy, headers: &[Header]) -> Decision {
-    run_at(policy, headers, NOW, &mut TokenCache::new(64, usize::MAX))
-}
-
-fn status(d: &Decision) -> Option<Status> {
-    match d {
-        Decision::Deny { status, .. } => Some(*status),
-        _ => None,
-    }
-}
-
-fn bearer(t: &str) -> String {
-    format!("Bearer {t}")
 }
 
 fn allowed(d: &Decision) -> bool {
