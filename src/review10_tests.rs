@@ -447,16 +447,19 @@ fn review10_held_an_embedded_jwk_jku_or_x5u_header_is_ignored() {
     );
 }
 
-/// A host for many paused requests: every dispatch is accepted and never answered (a JWKS
-/// server that hangs until the timeout), every request carries the same token.
-struct Paused {
-    headers: Vec<Header>,
-    next_token: u32,
+/// A host whose JWKS server never answers (every dispatch is accepted, none answered), with a clock the test moves and a log of what the
+/// worker did to which request.
+pub(crate) struct Clocked {
+    pub(crate) headers: Vec<Header>,
+    pub(crate) now_ms: u64,
+    pub(crate) next_token: u32,
+    pub(crate) current: u32,
+    pub(crate) log: Vec<(&'static str, u32)>,
 }
 
-impl crate::host::Host for Paused {
+impl crate::host::Host for Clocked {
     fn now_ms(&mut self) -> Option<u64> {
-        Some(NOW * 1000)
+        Some(self.now_ms)
     }
     fn get_shared(&mut self, _: &str) -> Result<crate::host::Shared, crate::host::Unreadable> {
         Ok((None, None))
@@ -482,10 +485,13 @@ impl crate::host::Host for Paused {
     fn set_tick(&mut self, _: u64) -> bool {
         true
     }
-    fn enter(&mut self, _: u32) -> bool {
+    fn enter(&mut self, id: u32) -> bool {
+        self.current = id;
+        self.log.push(("enter", id));
         true
     }
     fn resume(&mut self) -> bool {
+        self.log.push(("resume", self.current));
         true
     }
     fn request_headers(&mut self) -> Option<Vec<Header>> {
@@ -499,6 +505,7 @@ impl crate::host::Host for Paused {
     }
     fn clear_route_cache(&mut self) {}
     fn reply(&mut self, _: u32, _: &[(&str, &str)], _: &str) -> bool {
+        self.log.push(("reply", self.current));
         true
     }
     fn count(&mut self, _: crate::metrics::Counter, _: u64) {}
@@ -517,9 +524,12 @@ fn review10_paused_requests_cost_grows_with_the_number_paused() {
     let t = tok(json!({"iss": "https://issuer.example", "exp": NOW + 100}));
     let per_request = |n: u32| {
         let mut w = Worker::new(config::parse(cfg.to_string().as_bytes()).unwrap());
-        let mut host = Paused {
+        let mut host = Clocked {
             headers: req(&[("authorization", &bearer(&t))]),
+            now_ms: NOW * 1000,
             next_token: 0,
+            current: 0,
+            log: Vec::new(),
         };
         w.start(&mut host);
         let start = std::time::Instant::now();

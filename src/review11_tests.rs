@@ -9,7 +9,6 @@ use serde_json::{Value, json};
 
 use crate::authn::{Decision, HeaderOp};
 use crate::config;
-use crate::extract::Header;
 use crate::jwt_cache::TokenCache;
 use crate::policy::Policy;
 use crate::status::Status;
@@ -18,7 +17,9 @@ use crate::testkit::NOW;
 const ISS: &str = "https://issuer.example";
 
 // Review 10's fixtures (its provider and tokens share one HMAC key and the issuer above).
-use crate::review10_tests::{bearer, hs_provider, one_provider, req, run, run_at, status, tok};
+use crate::review10_tests::{
+    Clocked, bearer, hs_provider, one_provider, req, run, run_at, status, tok,
+};
 
 fn policies(spec: Value) -> Vec<Policy> {
     config::parse(spec.to_string().as_bytes()).unwrap().policies
@@ -335,70 +336,6 @@ fn review11_held_framing_pseudo_and_host_are_refused_in_any_spelling() {
             assert!(r.is_err(), "{shape} into {name:?} was accepted");
         }
     }
-}
-
-/// A host whose JWKS server never answers, with a clock the test moves and a log of what the
-/// worker did to which request.
-struct Clocked {
-    headers: Vec<Header>,
-    now_ms: u64,
-    next_token: u32,
-    current: u32,
-    log: Vec<(&'static str, u32)>,
-}
-
-impl crate::host::Host for Clocked {
-    fn now_ms(&mut self) -> Option<u64> {
-        Some(self.now_ms)
-    }
-    fn get_shared(&mut self, _: &str) -> Result<crate::host::Shared, crate::host::Unreadable> {
-        Ok((None, None))
-    }
-    fn set_shared(
-        &mut self,
-        _: &str,
-        _: &[u8],
-        _: Option<u32>,
-    ) -> Result<(), crate::host::SetError> {
-        Ok(())
-    }
-    fn dispatch(&mut self, _: &str, _: &[(&str, &str)], _: u64) -> Result<u32, String> {
-        self.next_token += 1;
-        Ok(self.next_token)
-    }
-    fn callout_status(&mut self) -> Option<Vec<u8>> {
-        None
-    }
-    fn callout_body(&mut self, _: usize) -> Option<Vec<u8>> {
-        None
-    }
-    fn set_tick(&mut self, _: u64) -> bool {
-        true
-    }
-    fn enter(&mut self, id: u32) -> bool {
-        self.current = id;
-        self.log.push(("enter", id));
-        true
-    }
-    fn resume(&mut self) -> bool {
-        self.log.push(("resume", self.current));
-        true
-    }
-    fn request_headers(&mut self) -> Option<Vec<Header>> {
-        Some(self.headers.clone())
-    }
-    fn property(&mut self, _: &[&str]) -> Option<Vec<u8>> {
-        None
-    }
-    fn apply(&mut self, _: &HeaderOp) -> bool {
-        true
-    }
-    fn clear_route_cache(&mut self) {}
-    fn reply(&mut self, _: u32, _: &[(&str, &str)], _: &str) -> bool {
-        self.log.push(("reply", self.current));
-        true
-    }
-    fn count(&mut self, _: crate::metrics::Counter, _: u64) {}
 }
 
 /// Paused requests by context id: pausing one id twice keeps one waiter;
